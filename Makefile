@@ -1,0 +1,73 @@
+# medlsam-fast build. `make` builds bin/medlsam-fast (pure Go, CPU backend); `make cuda`
+# builds the CUDA kernel library and a binary with the GPU kernels; `make check` runs
+# everything CI runs. See README.md.
+
+GO       ?= go
+PYTHON   ?= /usr/bin/python3
+BIN      := bin/medlsam-fast
+CUDA_OUT := build/out/cuda
+FUZZTIME ?= 60s
+GOFLAGS_RACE ?= -race
+
+.PHONY: all setup demo test test-go test-python lint fuzz check cuda cuda-test-bins clean models
+
+all: $(BIN)
+
+$(BIN): FORCE
+	$(GO) build -trimpath -o $@ ./cmd/medlsam-fast
+
+FORCE:
+
+# setup installs the runtime dependencies (ONNX Runtime) and, for the tests, Python tools.
+setup:
+	bash build/setup.sh --test
+
+# demo is the main job on the bundled phantom with the bundled tiny models.
+demo: $(BIN)
+	bash build/demo.sh
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+test-go:
+	$(GO) test $(GOFLAGS_RACE) -count=1 ./...
+
+test-python:
+	@if $(PYTHON) -c 'import torch, onnx' 2>/dev/null; then \
+		$(PYTHON) -m pytest -q models; \
+	else echo "test-python: skipped: $(PYTHON) lacks torch/onnx (run: bash build/setup.sh --test)"; fi
+
+# test is the README's test command: formatting, vet, Go tests with the race detector, and the
+# model exporters' tests.
+test: lint test-go test-python
+
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzRead -fuzztime $(FUZZTIME) ./engine/nifti/
+
+# check is what CI runs after setup: the tests, a bounded fuzz run, and the CUDA build when
+# nvcc is present.
+check: test fuzz
+	@if command -v nvcc >/dev/null 2>&1; then $(MAKE) cuda cuda-test-bins; \
+	else echo "check: CUDA build skipped: nvcc not found (bash build/setup.sh --cuda)"; fi
+
+# cuda builds the static kernel library with CMake, then the cuda-tagged binary.
+cuda:
+	cmake -S . -B $(CUDA_OUT) -DCMAKE_BUILD_TYPE=Release
+	cmake --build $(CUDA_OUT) -j2
+	$(GO) build -tags cuda -trimpath -o bin/medlsam-fast-cuda ./cmd/medlsam-fast
+
+# cuda-test-bins compiles and links the cuda-tagged test binaries (to carry to a GPU machine).
+cuda-test-bins: cuda
+	mkdir -p bin/gpu-tests
+	for p in $$($(GO) list -tags cuda -f '{{if .TestGoFiles}}{{.ImportPath}}{{end}}' ./kernels/...); do \
+		$(GO) test -tags cuda -c -o bin/gpu-tests/$$(basename $$p).test $$p || exit 1; done
+
+models: models-medlam models-sam
+
+clean:
+	rm -rf bin build/out
+
+-include build/models.mk
+-include build/models-sam.mk
