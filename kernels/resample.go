@@ -1,0 +1,173 @@
+package kernels
+
+import (
+	"errors"
+	"fmt"
+	"math"
+)
+
+// errResample prefixes every argument error of the resampling kernels.
+var errResample = errors.New("kernels: resample")
+
+// ResampleShape returns the output shape for input shape in and per-axis ratios r
+// (newSpacing/oldSpacing) under the package's grid convention: n_out = floor((n_in-1)/r +
+// 1e-9) + 1. It refuses non-positive sizes, ratios that are not positive and finite, and
+// outputs whose voxel count overflows int.
+func ResampleShape(in [3]int, r [3]float64) ([3]int, error) {
+	var out [3]int
+	total := 1
+	for a := 0; a < 3; a++ {
+		if in[a] <= 0 {
+			return out, fmt.Errorf("%w: input shape[%d] = %d must be positive", errResample, a,
+				in[a])
+		}
+		if !(r[a] > 0) || math.IsInf(r[a], 0) {
+			return out, fmt.Errorf("%w: ratio[%d] = %v must be positive and finite", errResample,
+				a, r[a])
+		}
+		f := math.Floor(float64(in[a]-1)/r[a]+1e-9) + 1
+		if f > float64(math.MaxInt32) {
+			return out, fmt.Errorf("%w: output size %g along axis %d is too large", errResample,
+				f, a)
+		}
+		out[a] = int(f)
+		if total > math.MaxInt/out[a] {
+			return out, fmt.Errorf("%w: output shape %v overflows", errResample, out)
+		}
+		total *= out[a]
+	}
+	return out, nil
+}
+
+// linearAxis is the precomputed trilinear table of one axis: output o blends input offsets
+// lo[o] and hi[o] (already multiplied by the axis stride) with weight w[o] on hi.
+type linearAxis struct {
+	lo, hi []int
+	w      []float32
+}
+
+// sampleAt returns the input continuous index of output o, clamped into [0, n-1] so that
+// float rounding of o*r never leaves the input.
+func sampleAt(o int, r float64, n int) float64 {
+	return min(float64(o)*r, float64(n-1))
+}
+
+func newLinearAxis(nOut, nIn int, r float64, stride int) linearAxis {
+	t := linearAxis{lo: make([]int, nOut), hi: make([]int, nOut), w: make([]float32, nOut)}
+	for o := range nOut {
+		x := sampleAt(o, r, nIn)
+		x0 := int(math.Floor(x))
+		x1 := min(x0+1, nIn-1)
+		t.lo[o] = x0 * stride
+		t.hi[o] = x1 * stride
+		t.w[o] = float32(x - float64(x0))
+	}
+	return t
+}
+
+// nearestAxis returns the nearest-neighbour offsets of one axis, multiplied by stride.
+func nearestAxis(nOut, nIn int, r float64, stride int) []int {
+	t := make([]int, nOut)
+	for o := range nOut {
+		x := sampleAt(o, r, nIn)
+		t[o] = min(int(math.Floor(x+0.5)), nIn-1) * stride
+	}
+	return t
+}
+
+// checkResample validates the arguments shared by the resampling kernels.
+func checkResample(dst []float32, dstShape [3]int, src []float32, srcShape [3]int,
+	r [3]float64) error {
+	want, err := ResampleShape(srcShape, r)
+	if err != nil {
+		return err
+	}
+	if dstShape != want {
+		return fmt.Errorf("%w: dst shape %v, want %v for src shape %v and ratios %v",
+			errResample, dstShape, want, srcShape, r)
+	}
+	if n := srcShape[0] * srcShape[1] * srcShape[2]; len(src) != n {
+		return fmt.Errorf("%w: src has %d voxels, shape %v needs %d", errResample, len(src),
+			srcShape, n)
+	}
+	if n := want[0] * want[1] * want[2]; len(dst) != n {
+		return fmt.Errorf("%w: dst has %d voxels, shape %v needs %d", errResample, len(dst),
+			want, n)
+	}
+	return nil
+}
+
+// ResampleTrilinear resamples src (shape srcShape) into dst (shape dstShape) by trilinear
+// interpolation, ratios r = newSpacing/oldSpacing per axis, under the grid convention stated
+// in the package comment. dstShape must equal ResampleShape(srcShape, r) and the slices must
+// match their shapes; dst and src must not overlap. Work is split over output k slabs on
+// Workers() goroutines; besides three small per-axis tables nothing is allocated.
+func ResampleTrilinear(dst []float32, dstShape [3]int, src []float32, srcShape [3]int,
+	r [3]float64) error {
+	if err := checkResample(dst, dstShape, src, srcShape, r); err != nil {
+		return err
+	}
+	nx, ny := srcShape[0], srcShape[1]
+	ox, oy, oz := dstShape[0], dstShape[1], dstShape[2]
+	ti := newLinearAxis(ox, nx, r[0], 1)
+	tj := newLinearAxis(oy, ny, r[1], nx)
+	tk := newLinearAxis(oz, srcShape[2], r[2], nx*ny)
+	ParallelFor(oz, 1, func(lo, hi int) {
+		for ok := lo; ok < hi; ok++ {
+			z0, z1, wz := tk.lo[ok], tk.hi[ok], tk.w[ok]
+			for oj := range oy {
+				y0, y1, wy := tj.lo[oj], tj.hi[oj], tj.w[oj]
+				row := (ok*oy + oj) * ox
+				trilinearRow(dst[row:row+ox], src[z0+y0:z0+y0+nx], src[z0+y1:z0+y1+nx],
+					src[z1+y0:z1+y0+nx], src[z1+y1:z1+y1+nx], ti, wy, wz)
+			}
+		}
+	})
+	return nil
+}
+
+// trilinearRow fills one output row from the four input rows (k0,j0), (k0,j1), (k1,j0),
+// (k1,j1) that surround it.
+func trilinearRow(d, r00, r01, r10, r11 []float32, ti linearAxis, wy, wz float32) {
+	lo, hi, w := ti.lo[:len(d)], ti.hi[:len(d)], ti.w[:len(d)]
+	for o := range d {
+		a, b, wx := lo[o], hi[o], w[o]
+		c00 := r00[a] + wx*(r00[b]-r00[a])
+		c01 := r01[a] + wx*(r01[b]-r01[a])
+		c10 := r10[a] + wx*(r10[b]-r10[a])
+		c11 := r11[a] + wx*(r11[b]-r11[a])
+		c0 := c00 + wy*(c01-c00)
+		c1 := c10 + wy*(c11-c10)
+		d[o] = c0 + wz*(c1-c0)
+	}
+}
+
+// ResampleNearest resamples src into dst by nearest neighbour, for label maps: output voxel
+// o takes the input voxel floor(o*r + 0.5) per axis (clamped), so dst holds only values
+// present in src. Arguments and threading are as for ResampleTrilinear.
+func ResampleNearest(dst []float32, dstShape [3]int, src []float32, srcShape [3]int,
+	r [3]float64) error {
+	if err := checkResample(dst, dstShape, src, srcShape, r); err != nil {
+		return err
+	}
+	nx, ny := srcShape[0], srcShape[1]
+	ox, oy, oz := dstShape[0], dstShape[1], dstShape[2]
+	ti := nearestAxis(ox, nx, r[0], 1)
+	tj := nearestAxis(oy, ny, r[1], nx)
+	tk := nearestAxis(oz, srcShape[2], r[2], nx*ny)
+	ParallelFor(oz, 1, func(lo, hi int) {
+		for ok := lo; ok < hi; ok++ {
+			for oj := range oy {
+				base := tk[ok] + tj[oj]
+				in := src[base : base+nx]
+				row := (ok*oy + oj) * ox
+				d := dst[row : row+ox]
+				idx := ti[:len(d)]
+				for o := range d {
+					d[o] = in[idx[o]]
+				}
+			}
+		}
+	})
+	return nil
+}
