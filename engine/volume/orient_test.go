@@ -471,8 +471,10 @@ func TestReorientKeepsWorldCoordinates(t *testing.T) {
 					}
 				}
 				// Fractional coordinates: consistent with IndexTransform and invertible.
-				qf := [3]float64{rng.Float64() * float64(out.Shape[0]-1),
-					rng.Float64() * float64(out.Shape[1]-1), rng.Float64() * float64(out.Shape[2]-1)}
+				var qf [3]float64
+				for a := range qf {
+					qf[a] = rng.Float64() * float64(out.Shape[a]-1)
+				}
 				pf := r.ToSourceF(qf)
 				viaT := r.IndexTransform().Apply(qf)
 				back := r.FromSourceF(pf)
