@@ -308,6 +308,8 @@ def _onnx_bytes(module, outputs):
         # has no running statistics: it always normalises with the sample's own).
         warnings.filterwarnings("ignore", message="The shape inference of prim::Constant")
         warnings.filterwarnings("ignore", message=".*'instance_norm' is set to train=True")
+        # instance_norm's input-size check is traced as a constant; the batch stays dynamic.
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
         torch.onnx.export(module, (dummy,), buf, input_names=["patch"], output_names=outputs,
                           dynamic_axes=axes, opset_version=OPSET, do_constant_folding=True,
                           export_params=True)
