@@ -2,4 +2,7 @@ module github.com/medlsam-fast/medlsam-fast
 
 go 1.26.8
 
-require github.com/spf13/pflag v1.1.0
+require (
+	github.com/spf13/pflag v1.1.0
+	github.com/yalue/onnxruntime_go v1.27.0
+)

@@ -1,0 +1,115 @@
+package ort
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/medlsam-fast/medlsam-fast/engine/backend"
+)
+
+func TestFindLibraryMissing(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "no", LibraryName)
+	tests := []struct {
+		name     string
+		explicit string
+		env      string
+		from     string // how the error says the path was chosen
+	}{
+		{"explicit", missing, "", "Options.LibraryPath"},
+		{"environment", "", missing, "$" + EnvLibrary},
+		{"directory", t.TempDir(), "", "not a regular file"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv(EnvLibrary, tc.env)
+			_, err := FindLibrary(tc.explicit)
+			if !errors.Is(err, backend.ErrUnavailable) {
+				t.Fatalf("FindLibrary: %v, want ErrUnavailable", err)
+			}
+			for _, want := range []string{tc.from, "bash build/install-onnxruntime.sh",
+				EnvLibrary, "ort: "} {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("error %q lacks %q", err, want)
+				}
+			}
+		})
+	}
+}
+
+// TestFindLibrarySearch builds fake repositories in a temporary directory and checks that
+// the search walks up from the working directory to go.mod's directory, and no further.
+func TestFindLibrarySearch(t *testing.T) {
+	t.Setenv(EnvLibrary, "")
+	root := t.TempDir()
+	mkfile := func(parts ...string) string {
+		p := filepath.Join(append([]string{root}, parts...)...)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	lib := mkfile("repo", ".deps", "onnxruntime", LibraryName)
+	mkfile("repo", "go.mod")
+	mkfile("repo", "nested", "go.mod")          // a module without the library, below repo
+	mkfile(".deps", "onnxruntime", LibraryName) // above repo: must not be found from it
+	mkfile("other", "go.mod")
+	for _, d := range []string{"repo/engine/ort", "repo/nested/x", "other/a"} {
+		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tests := []struct {
+		dir  string
+		want string // "" means not found
+	}{
+		{"repo", lib},
+		{"repo/engine/ort", lib},
+		{"repo/nested/x", ""},
+		{"other/a", ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.dir, func(t *testing.T) {
+			t.Chdir(filepath.Join(root, tc.dir))
+			got, err := FindLibrary("")
+			if tc.want == "" {
+				if err == nil {
+					t.Fatalf("found %s, want not found", got)
+				}
+				if !errors.Is(err, backend.ErrUnavailable) {
+					t.Fatalf("error %v does not wrap ErrUnavailable", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !sameFile(got, tc.want) {
+				t.Fatalf("found %s, want %s", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestOpenOtherLibraryRefused checks that once the library is loaded, an Open asking for a
+// different one is refused instead of silently using the first.
+func TestOpenOtherLibraryRefused(t *testing.T) {
+	openAffine(t) // loads the real library
+	other := filepath.Join(t.TempDir(), LibraryName)
+	if err := os.WriteFile(other, []byte("not a library"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m, err := Open(affineModel, Options{LibraryPath: other})
+	if err == nil {
+		m.Close()
+		t.Fatal("Open with a second library path succeeded")
+	}
+	if !strings.Contains(err.Error(), "already loaded") {
+		t.Fatalf("error %q does not say the library is already loaded", err)
+	}
+}

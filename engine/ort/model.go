@@ -1,0 +1,410 @@
+package ort
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"sync"
+
+	onnxruntime "github.com/yalue/onnxruntime_go"
+
+	"github.com/medlsam-fast/medlsam-fast/engine/backend"
+)
+
+// ErrClosed is returned by Run on a model that has been closed.
+var ErrClosed = errors.New("ort: model is closed")
+
+// Options configures Open. The zero value is ready to use.
+type Options struct {
+	// LibraryPath is the ONNX Runtime shared library to load. Empty means: search as
+	// FindLibrary does. It matters only to the first Open of the process, which loads the
+	// library; a later Open naming a different file is an error.
+	LibraryPath string
+	// IntraOpThreads is the number of threads one Run uses inside an operator; 0 means
+	// runtime.NumCPU().
+	IntraOpThreads int
+}
+
+// Model is an ONNX model loaded in ONNX Runtime on the CPU. It implements backend.Model.
+//
+// Run is safe for concurrent use: ONNX Runtime sessions allow concurrent runs, and each call
+// binds its own tensors. Close waits for runs in flight, then frees the session; whoever
+// called Open must call Close.
+type Model struct {
+	path     string
+	name     string // base name of path, for errors
+	manifest *backend.Manifest
+	inputs   []backend.TensorInfo
+	outputs  []backend.TensorInfo
+	batched  bool // some input has a dynamic dimension 0, which sets the batch
+
+	mu      sync.RWMutex // guards session against Close during Run
+	session *onnxruntime.DynamicAdvancedSession
+}
+
+var _ backend.Model = (*Model)(nil)
+
+// Open loads the ONNX model at path and its manifest (path + ".json"). It refuses the model
+// when the manifest is missing, does not match the file's digest, or describes other
+// tensors than the file has, and it returns an error wrapping backend.ErrUnavailable when
+// the ONNX Runtime library cannot be found or loaded.
+func Open(path string, opt Options) (*Model, error) {
+	name := filepath.Base(path)
+	man, err := backend.LoadManifest(path)
+	if err != nil {
+		return nil, fmt.Errorf("ort: open %s: %w", path, err)
+	}
+	if err := initEnvironment(opt.LibraryPath); err != nil {
+		return nil, err
+	}
+	m := &Model{path: path, name: name, manifest: man}
+	if err := m.readTensorInfo(); err != nil {
+		return nil, err
+	}
+	if err := man.Check(name, m); err != nil {
+		return nil, fmt.Errorf("ort: %s does not match its manifest %s: %w",
+			path, backend.ManifestPath(path), err)
+	}
+	if err := m.checkDynamic(); err != nil {
+		return nil, err
+	}
+
+	threads := opt.IntraOpThreads
+	if threads <= 0 {
+		threads = runtime.NumCPU()
+	}
+	so, err := onnxruntime.NewSessionOptions()
+	if err != nil {
+		return nil, fmt.Errorf("ort: %s: session options: %w", path, err)
+	}
+	defer so.Destroy() // the session keeps its own copy
+	if err := so.SetIntraOpNumThreads(threads); err != nil {
+		return nil, fmt.Errorf("ort: %s: intra-op threads %d: %w", path, threads, err)
+	}
+	m.session, err = onnxruntime.NewDynamicAdvancedSession(path,
+		tensorNames(m.inputs), tensorNames(m.outputs), so)
+	if err != nil {
+		return nil, fmt.Errorf("ort: %s: creating session: %w", path, err)
+	}
+	slog.Debug("ort model loaded", "path", path, "model", man.Model,
+		"intra_op_threads", threads, "library", env.lib)
+	return m, nil
+}
+
+// readTensorInfo fills m.inputs and m.outputs from the ONNX file itself. It loads the file
+// in a throw-away session with graph optimisation off, which only parses it.
+func (m *Model) readTensorInfo() error {
+	so, err := onnxruntime.NewSessionOptions()
+	if err != nil {
+		return fmt.Errorf("ort: %s: session options: %w", m.path, err)
+	}
+	defer so.Destroy()
+	err = so.SetGraphOptimizationLevel(onnxruntime.GraphOptimizationLevelDisableAll)
+	if err != nil {
+		return fmt.Errorf("ort: %s: session options: %w", m.path, err)
+	}
+	ins, outs, err := onnxruntime.GetInputOutputInfoWithOptions(m.path, so)
+	if err != nil {
+		return fmt.Errorf("ort: %s: reading inputs and outputs: %w", m.path, err)
+	}
+	if m.inputs, err = convertInfo(m.path, "input", ins); err != nil {
+		return err
+	}
+	m.outputs, err = convertInfo(m.path, "output", outs)
+	return err
+}
+
+func convertInfo(path, kind string, infos []onnxruntime.InputOutputInfo) (
+	[]backend.TensorInfo, error) {
+	out := make([]backend.TensorInfo, 0, len(infos))
+	for _, in := range infos {
+		if in.OrtValueType != onnxruntime.ONNXTypeTensor {
+			return nil, fmt.Errorf("ort: %s: %s %q is a %s, not a tensor",
+				path, kind, in.Name, in.OrtValueType)
+		}
+		var dt backend.DataType
+		switch in.DataType {
+		case onnxruntime.TensorElementDataTypeFloat:
+			dt = backend.Float32
+		case onnxruntime.TensorElementDataTypeFloat16:
+			dt = backend.Float16
+		case onnxruntime.TensorElementDataTypeInt64:
+			dt = backend.Int64
+		case onnxruntime.TensorElementDataTypeBool:
+			dt = backend.Bool
+		default:
+			return nil, fmt.Errorf("ort: %s: %s %q has element type %s, "+
+				"which no model contract uses", path, kind, in.Name, in.DataType)
+		}
+		out = append(out, backend.TensorInfo{
+			Name:  in.Name,
+			Shape: slices.Clone([]int64(in.Dimensions)),
+			Type:  dt,
+		})
+	}
+	return out, nil
+}
+
+// checkDynamic refuses outputs whose size Run could not compute before running: a dynamic
+// dimension other than the batch, or a dynamic batch that no input sets.
+func (m *Model) checkDynamic() error {
+	for _, in := range m.inputs {
+		if len(in.Shape) > 0 && in.Shape[0] < 0 {
+			m.batched = true
+		}
+	}
+	for _, out := range m.outputs {
+		for d, n := range out.Shape {
+			switch {
+			case n >= 0:
+			case d > 0:
+				return fmt.Errorf("ort: %s: output %q has dynamic dimension %d; "+
+					"only dimension 0 (the batch) may be dynamic", m.path, out.Name, d)
+			case !m.batched:
+				return fmt.Errorf("ort: %s: output %q has a dynamic batch but no input does",
+					m.path, out.Name)
+			}
+		}
+	}
+	return nil
+}
+
+func tensorNames(ts []backend.TensorInfo) []string {
+	names := make([]string, len(ts))
+	for i, t := range ts {
+		names[i] = t.Name
+	}
+	return names
+}
+
+// Path returns the model file's path as given to Open.
+func (m *Model) Path() string { return m.path }
+
+// Manifest returns the model's manifest. The caller must not modify it.
+func (m *Model) Manifest() *backend.Manifest { return m.manifest }
+
+// Inputs describes the model's inputs as the ONNX file declares them; -1 is dynamic. The
+// caller must not modify the result.
+func (m *Model) Inputs() []backend.TensorInfo { return m.inputs }
+
+// Outputs describes the model's outputs as the ONNX file declares them; -1 is dynamic. The
+// caller must not modify the result.
+func (m *Model) Outputs() []backend.TensorInfo { return m.outputs }
+
+// Run evaluates the model. inputs must hold every model input exactly once, by name, each a
+// float32 tensor whose static dimensions equal the model's, whose dynamic ones are at least
+// 1, and, where dimension 0 is dynamic, with the same batch for all. names lists the outputs
+// wanted, each once; they come back in that order, in new slices that the caller owns. A
+// shape that breaks the contract is an error wrapping backend.ErrShape naming the tensor.
+//
+// Run neither copies nor keeps the input slices: ONNX Runtime reads them in place during the
+// call, so the caller must not write to them until Run returns. Run is safe for concurrent
+// use.
+func (m *Model) Run(inputs []backend.Tensor, names []string) ([]backend.Tensor, error) {
+	batch, err := m.checkInputs(inputs)
+	if err != nil {
+		return nil, err
+	}
+	outs, err := m.allocOutputs(names, batch)
+	if err != nil {
+		return nil, err
+	}
+
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if m.session == nil {
+		return nil, fmt.Errorf("%w: %s", ErrClosed, m.name)
+	}
+	if err := m.run(inputs, outs); err != nil {
+		return nil, err
+	}
+	return outs, nil
+}
+
+// run binds the inputs and the preallocated outputs and runs the session once. The caller
+// holds m.mu for reading.
+func (m *Model) run(inputs, outs []backend.Tensor) error {
+	// Teardown order matters: the binding and the native tensors refer to the Go slices, so
+	// they are released (deferred later, run first) before the slices are unpinned.
+	var pins runtime.Pinner
+	defer pins.Unpin()
+	var values []onnxruntime.Value
+	defer func() {
+		for _, v := range values {
+			v.Destroy()
+		}
+	}()
+	binding, err := m.session.CreateIoBinding()
+	if err != nil {
+		return fmt.Errorf("ort: %s: creating I/O binding: %w", m.name, err)
+	}
+	defer binding.Destroy()
+
+	// wrap pins t's data and makes a native tensor over it without copying.
+	wrap := func(t backend.Tensor) (onnxruntime.Value, error) {
+		pins.Pin(&t.Data[0])
+		v, err := onnxruntime.NewTensor(onnxruntime.Shape(t.Shape), t.Data)
+		if err != nil {
+			return nil, fmt.Errorf("ort: %s: tensor %q: %w", m.name, t.Name, err)
+		}
+		values = append(values, v)
+		return v, nil
+	}
+	for _, in := range inputs {
+		v, err := wrap(in)
+		if err != nil {
+			return err
+		}
+		if err := binding.BindInput(in.Name, v); err != nil {
+			return fmt.Errorf("ort: %s: binding input %q: %w", m.name, in.Name, err)
+		}
+	}
+	for _, out := range outs {
+		v, err := wrap(out)
+		if err != nil {
+			return err
+		}
+		if err := binding.BindOutput(out.Name, v); err != nil {
+			return fmt.Errorf("ort: %s: binding output %q: %w", m.name, out.Name, err)
+		}
+	}
+	if err := m.session.RunWithBinding(binding); err != nil {
+		return fmt.Errorf("ort: %s: run: %w", m.name, err)
+	}
+	return nil
+}
+
+// checkInputs validates inputs against the model's inputs and returns the batch size (1 for
+// a model without a dynamic batch).
+func (m *Model) checkInputs(inputs []backend.Tensor) (int64, error) {
+	if len(inputs) != len(m.inputs) {
+		return 0, fmt.Errorf("ort: %s: got %d inputs, the model takes %d (%v): %w",
+			m.name, len(inputs), len(m.inputs), tensorNames(m.inputs), backend.ErrShape)
+	}
+	batch, batchFrom := int64(-1), ""
+	for i, in := range inputs {
+		j := slices.IndexFunc(m.inputs, func(t backend.TensorInfo) bool { return t.Name == in.Name })
+		if j < 0 {
+			return 0, fmt.Errorf("ort: %s: no input named %q (inputs: %v)",
+				m.name, in.Name, tensorNames(m.inputs))
+		}
+		if k := slices.IndexFunc(inputs[:i], func(t backend.Tensor) bool {
+			return t.Name == in.Name
+		}); k >= 0 {
+			return 0, fmt.Errorf("ort: %s: input %q given twice", m.name, in.Name)
+		}
+		want := m.inputs[j]
+		if want.Type != backend.Float32 {
+			return 0, fmt.Errorf("ort: %s: input %q is %s; Run passes float32 only",
+				m.name, in.Name, want.Type)
+		}
+		if err := checkShape(in, want.Shape); err != nil {
+			return 0, fmt.Errorf("ort: %s: %w", m.name, err)
+		}
+		if want.Shape[0] >= 0 {
+			continue
+		}
+		if batch >= 0 && in.Shape[0] != batch {
+			return 0, fmt.Errorf("ort: %s: input %q has batch %d but input %q has %d: %w",
+				m.name, in.Name, in.Shape[0], batchFrom, batch, backend.ErrShape)
+		}
+		batch, batchFrom = in.Shape[0], in.Name
+	}
+	if batch < 0 {
+		batch = 1
+	}
+	return batch, nil
+}
+
+// checkShape checks one input tensor's shape against the model's (-1 dynamic) and its data
+// length against its shape.
+func checkShape(t backend.Tensor, want []int64) error {
+	if len(t.Shape) != len(want) {
+		return fmt.Errorf("input %q has shape %v, the model wants %v: %w",
+			t.Name, t.Shape, want, backend.ErrShape)
+	}
+	n := int64(1)
+	for d, got := range t.Shape {
+		if got < 1 || (want[d] >= 0 && got != want[d]) {
+			return fmt.Errorf("input %q has shape %v, the model wants %v: %w",
+				t.Name, t.Shape, want, backend.ErrShape)
+		}
+		// Stop before the product can overflow: it must end up equal to len(t.Data).
+		if n > int64(len(t.Data))/got {
+			n = -1
+			break
+		}
+		n *= got
+	}
+	if n != int64(len(t.Data)) {
+		return fmt.Errorf("input %q has shape %v but %d values: %w",
+			t.Name, t.Shape, len(t.Data), backend.ErrShape)
+	}
+	return nil
+}
+
+// allocOutputs returns one tensor per requested output name, its dynamic batch set to
+// batch and its data allocated.
+func (m *Model) allocOutputs(names []string, batch int64) ([]backend.Tensor, error) {
+	if len(names) == 0 {
+		return nil, fmt.Errorf("ort: %s: no outputs requested (outputs: %v)",
+			m.name, tensorNames(m.outputs))
+	}
+	outs := make([]backend.Tensor, len(names))
+	for i, name := range names {
+		j := slices.IndexFunc(m.outputs, func(t backend.TensorInfo) bool { return t.Name == name })
+		if j < 0 {
+			return nil, fmt.Errorf("ort: %s: no output named %q (outputs: %v)",
+				m.name, name, tensorNames(m.outputs))
+		}
+		if slices.Contains(names[:i], name) {
+			return nil, fmt.Errorf("ort: %s: output %q requested twice", m.name, name)
+		}
+		info := m.outputs[j]
+		if info.Type != backend.Float32 {
+			return nil, fmt.Errorf("ort: %s: output %q is %s; Run returns float32 only",
+				m.name, name, info.Type)
+		}
+		shape := slices.Clone(info.Shape)
+		n := int64(1)
+		for d := range shape {
+			if shape[d] < 0 {
+				shape[d] = batch // checkDynamic allowed -1 in dimension 0 only
+			}
+			if shape[d] > 0 && n > math.MaxInt/shape[d] {
+				return nil, fmt.Errorf("ort: %s: output %q of shape %v is too large",
+					m.name, name, shape)
+			}
+			n *= shape[d]
+		}
+		if n == 0 {
+			return nil, fmt.Errorf("ort: %s: output %q has shape %v with no values",
+				m.name, name, shape)
+		}
+		outs[i] = backend.Tensor{Name: name, Shape: shape, Data: make([]float32, n)}
+	}
+	return outs, nil
+}
+
+// Close frees the native session. It waits for runs in flight, is idempotent and accepts a
+// nil Model. The process-wide ONNX Runtime environment stays loaded.
+func (m *Model) Close() error {
+	if m == nil {
+		return nil
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.session == nil {
+		return nil
+	}
+	err := m.session.Destroy()
+	m.session = nil
+	if err != nil {
+		return fmt.Errorf("ort: closing %s: %w", m.name, err)
+	}
+	return nil
+}
