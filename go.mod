@@ -6,3 +6,5 @@ require (
 	github.com/spf13/pflag v1.1.0
 	github.com/yalue/onnxruntime_go v1.27.0
 )
+
+require github.com/klauspost/compress v1.20.4 // indirect
