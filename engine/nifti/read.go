@@ -176,10 +176,16 @@ func decode(ra io.ReaderAt, size int64, opt ReadOptions) (*Image, error) {
 			return nil, fmt.Errorf("data: %d voxel bytes promised by dim and datatype from "+
 				"vox_offset %d, but the file has %d", nbytes, h.VoxOffset, size-h.VoxOffset)
 		}
-	} else if size <= math.MaxInt64/maxDeflateRatio &&
-		h.VoxOffset+nbytes > size*maxDeflateRatio+(1<<16) {
-		return nil, fmt.Errorf("data: %d voxel bytes promised by dim and datatype from "+
-			"vox_offset %d cannot come from %d bytes of gzip", nbytes, h.VoxOffset, size)
+	} else if size <= math.MaxInt64/maxDeflateRatio {
+		bound := size*maxDeflateRatio + (1 << 16)
+		if h.VoxOffset > bound {
+			return nil, fmt.Errorf("vox_offset = %d: beyond what %d bytes of gzip can hold",
+				h.VoxOffset, size)
+		}
+		if nbytes > bound-h.VoxOffset {
+			return nil, fmt.Errorf("data: %d voxel bytes promised by dim and datatype from "+
+				"vox_offset %d cannot come from %d bytes of gzip", nbytes, h.VoxOffset, size)
+		}
 	}
 
 	// Extension flag and extensions, read through a buffer that grows only as data arrives.
