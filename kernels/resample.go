@@ -40,10 +40,13 @@ func ResampleShape(in [3]int, r [3]float64) ([3]int, error) {
 }
 
 // linearAxis is the precomputed trilinear table of one axis: output o blends input offsets
-// lo[o] and hi[o] (already multiplied by the axis stride) with weight w[o] on hi.
+// lo[o] and hi[o] (already multiplied by the axis stride) with weight w[o] on hi. The first
+// pairs outputs have hi == lo + stride; the rest (at most the last few, where the sample
+// sits on the last input voxel) have hi == lo.
 type linearAxis struct {
 	lo, hi []int
 	w      []float32
+	pairs  int
 }
 
 // sampleAt returns the input continuous index of output o, clamped into [0, n-1] so that
@@ -61,6 +64,9 @@ func newLinearAxis(nOut, nIn int, r float64, stride int) linearAxis {
 		t.lo[o] = x0 * stride
 		t.hi[o] = x1 * stride
 		t.w[o] = float32(x - float64(x0))
+		if x1 > x0 {
+			t.pairs = o + 1 // lo grows with o, so clamped outputs come last
+		}
 	}
 	return t
 }
@@ -129,13 +135,32 @@ func ResampleTrilinear(dst []float32, dstShape [3]int, src []float32, srcShape [
 // trilinearRow fills one output row from the four input rows (k0,j0), (k0,j1), (k1,j0),
 // (k1,j1) that surround it.
 func trilinearRow(d, r00, r01, r10, r11 []float32, ti linearAxis, wy, wz float32) {
-	lo, hi, w := ti.lo[:len(d)], ti.hi[:len(d)], ti.w[:len(d)]
+	n := min(ti.pairs, len(d))
+	trilinearPairs(d[:n], r00, r01, r10, r11, ti.lo, ti.w, wy, wz)
+	// The clamped tail: both neighbours are the same voxel, so only the j, k blend is left.
+	lo := ti.lo[n:len(d)]
+	for o := range d[n:] {
+		a := lo[o]
+		c0 := r00[a] + wy*(r01[a]-r00[a])
+		c1 := r10[a] + wy*(r11[a]-r10[a])
+		d[n+o] = c0 + wz*(c1-c0)
+	}
+}
+
+// trilinearPairs is the hot loop of trilinearRow, for outputs whose upper i neighbour is
+// lo[o]+1: one two-element slice per input row keeps the bounds checks to four per voxel.
+func trilinearPairs(d, r00, r01, r10, r11 []float32, lo []int, w []float32, wy, wz float32) {
+	lo, w = lo[:len(d)], w[:len(d)]
 	for o := range d {
-		a, b, wx := lo[o], hi[o], w[o]
-		c00 := r00[a] + wx*(r00[b]-r00[a])
-		c01 := r01[a] + wx*(r01[b]-r01[a])
-		c10 := r10[a] + wx*(r10[b]-r10[a])
-		c11 := r11[a] + wx*(r11[b]-r11[a])
+		a, wx := lo[o], w[o]
+		p00 := r00[a : a+2 : a+2]
+		p01 := r01[a : a+2 : a+2]
+		p10 := r10[a : a+2 : a+2]
+		p11 := r11[a : a+2 : a+2]
+		c00 := p00[0] + wx*(p00[1]-p00[0])
+		c01 := p01[0] + wx*(p01[1]-p01[0])
+		c10 := p10[0] + wx*(p10[1]-p10[0])
+		c11 := p11[0] + wx*(p11[1]-p11[0])
 		c0 := c00 + wy*(c01-c00)
 		c1 := c10 + wy*(c11-c10)
 		d[o] = c0 + wz*(c1-c0)
