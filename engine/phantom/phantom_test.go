@@ -1,8 +1,13 @@
 package phantom
 
 import (
+	"encoding/json"
 	"errors"
+	"io/fs"
 	"math"
+	"os"
+	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -50,9 +55,12 @@ func TestGenerateDeterministic(t *testing.T) {
 	}
 	// A grid big enough to be painted in parallel must also be reproducible.
 	big := Config{Shape: [3]int{96, 96, 48}, Spacing: [3]float64{4, 4, 5}, Seed: 9, Noise: 10}
-	d, e := mustGenerate(t, big), mustGenerate(t, big)
-	if !sameBits(d.Image.Data, e.Image.Data) {
-		t.Fatal("parallel generation is not reproducible")
+	d := mustGenerate(t, big)
+	prev := runtime.GOMAXPROCS(1)
+	e := mustGenerate(t, big)
+	runtime.GOMAXPROCS(prev)
+	if !sameBits(d.Image.Data, e.Image.Data) || !sameBits(d.Labels.Data, e.Labels.Data) {
+		t.Fatal("parallel and sequential generation differ")
 	}
 }
 
@@ -406,6 +414,32 @@ func BenchmarkGenerate(b *testing.B) {
 	for b.Loop() {
 		if _, err := Generate(cfg); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// TestLabelNamesMatchSharedData checks the organ names against the label table of the
+// shared abdomen CT, so that tests mixing phantoms and real data mean the same organs.
+func TestLabelNamesMatchSharedData(t *testing.T) {
+	const path = "../../../shared/data/ct/abdomen_ct_labels.json"
+	raw, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		t.Skipf("skipping: %s not found (the shared data sits beside the repository)", path)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names map[string]string
+	if err := json.Unmarshal(raw, &names); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	p := mustGenerate(t, smallConfig("RAS", 0))
+	if len(p.Organs) != len(anatomy) {
+		t.Fatalf("Lungs: true gave %d organs, want %d", len(p.Organs), len(anatomy))
+	}
+	for _, o := range p.Organs {
+		if got := names[strconv.Itoa(o.Label)]; got != o.Name {
+			t.Errorf("label %d is %q in %s, %q in the phantom", o.Label, got, path, o.Name)
 		}
 	}
 }

@@ -266,6 +266,9 @@ type Reorientation struct {
 // permuted with the axes. For an oblique affine the axes are matched as nibabel's
 // io_orientation matches them. The result never aliases v.Data.
 func (v *Volume) Reorient(target string) (*Volume, *Reorientation, error) {
+	if v == nil {
+		return nil, nil, errors.New("volume: reorient: nil volume")
+	}
 	if err := v.Validate(); err != nil {
 		return nil, nil, err
 	}
@@ -388,6 +391,9 @@ func sortBox(a, b [3]int) (lo, hi [3]int) {
 // the way Reorient reoriented the original: the result has DstShape, v's spacing permuted and
 // v's affine composed with IndexTransform. It never aliases v.Data.
 func (r *Reorientation) Apply(v *Volume) (*Volume, error) {
+	if v == nil {
+		return nil, errors.New("volume: reorient: nil volume")
+	}
 	if err := v.Validate(); err != nil {
 		return nil, err
 	}
@@ -408,6 +414,9 @@ func (r *Reorientation) Apply(v *Volume) (*Volume, error) {
 // geometry recorded by Reorient (SrcSpacing, SrcAffine) so that it overlays the source image
 // exactly; v's own affine and spacing are not consulted. It never aliases v.Data.
 func (r *Reorientation) Undo(v *Volume) (*Volume, error) {
+	if v == nil {
+		return nil, errors.New("volume: undo reorientation: nil volume")
+	}
 	if err := v.Validate(); err != nil {
 		return nil, err
 	}

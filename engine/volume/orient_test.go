@@ -574,6 +574,7 @@ func TestReorientErrors(t *testing.T) {
 		{"degenerate affine", degenerate, "RAS"},
 		{"nan affine", nan, "RAS"},
 		{"short data", short, "RAS"},
+		{"nil volume", nil, "RAS"},
 	}
 	for _, tc := range tests {
 		if _, _, err := tc.v.Reorient(tc.target); err == nil {
@@ -588,6 +589,12 @@ func TestReorientErrors(t *testing.T) {
 	}
 	if _, err := r.Undo(good); err == nil {
 		t.Error("Undo accepted a volume of the source shape")
+	}
+	if _, err := r.Undo(nil); err == nil {
+		t.Error("Undo accepted nil")
+	}
+	if _, err := r.Apply(nil); err == nil {
+		t.Error("Apply accepted nil")
 	}
 	wrong, _ := New([3]int{4, 3, 5}, [3]float64{1, 1, 1})
 	if _, err := r.Apply(wrong); err == nil {
