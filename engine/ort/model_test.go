@@ -28,8 +28,13 @@ func needLibrary(tb testing.TB) {
 
 func openAffine(tb testing.TB) *Model {
 	tb.Helper()
+	return openAffineWith(tb, Options{IntraOpThreads: 1})
+}
+
+func openAffineWith(tb testing.TB, opt Options) *Model {
+	tb.Helper()
 	needLibrary(tb)
-	m, err := Open(affineModel, Options{IntraOpThreads: 1})
+	m, err := Open(affineModel, opt)
 	if err != nil {
 		tb.Fatalf("Open(%s): %v", affineModel, err)
 	}
@@ -80,7 +85,17 @@ func checkClose(t *testing.T, what string, got, want []float32, rel float64) {
 }
 
 func TestRunAffineSum(t *testing.T) {
-	m := openAffine(t)
+	for _, opt := range []Options{
+		{IntraOpThreads: 1},
+		{}, // all cores
+		{IntraOpThreads: 3, BatchInvariant: true}, // batches split 3 ways, unevenly
+	} {
+		t.Run(fmt.Sprintf("threads%d_invariant%v", opt.IntraOpThreads, opt.BatchInvariant),
+			func(t *testing.T) { testRunAffineSum(t, openAffineWith(t, opt)) })
+	}
+}
+
+func testRunAffineSum(t *testing.T, m *Model) {
 	tests := []struct {
 		batch int
 		names []string
@@ -332,7 +347,14 @@ func TestCloseTwice(t *testing.T) {
 }
 
 func TestConcurrentRun(t *testing.T) {
-	m := openAffine(t)
+	for _, opt := range []Options{{IntraOpThreads: 2}, {IntraOpThreads: 2, BatchInvariant: true}} {
+		t.Run(fmt.Sprintf("invariant%v", opt.BatchInvariant), func(t *testing.T) {
+			testConcurrentRun(t, openAffineWith(t, opt))
+		})
+	}
+}
+
+func testConcurrentRun(t *testing.T, m *Model) {
 	const workers, runs = 6, 15
 	var wg sync.WaitGroup
 	errs := make(chan error, workers)
