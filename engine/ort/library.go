@@ -126,6 +126,8 @@ func initEnvironment(explicit string) error {
 		return err
 	}
 	onnxruntime.SetSharedLibraryPath(path)
+	// TODO(#3): bridge ONNX Runtime's log into slog; onnxruntime_go v1.27.0 exposes no custom
+	// logger (CreateEnvWithCustomLogger), so errors only are logged, to stderr, by ORT itself.
 	if err := onnxruntime.InitializeEnvironment(onnxruntime.WithLogLevelError()); err != nil {
 		return fmt.Errorf("ort: loading ONNX Runtime from %s: %v: %w; %s",
 			path, err, backend.ErrUnavailable, installHint)

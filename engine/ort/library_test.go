@@ -3,6 +3,7 @@ package ort
 import (
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -99,7 +100,7 @@ func TestFindLibrarySearch(t *testing.T) {
 // TestOpenOtherLibraryRefused checks that once the library is loaded, an Open asking for a
 // different one is refused instead of silently using the first.
 func TestOpenOtherLibraryRefused(t *testing.T) {
-	openAffine(t) // loads the real library
+	openAffine(t) // loads the realLib library
 	other := filepath.Join(t.TempDir(), LibraryName)
 	if err := os.WriteFile(other, []byte("not a library"), 0o644); err != nil {
 		t.Fatal(err)
@@ -111,5 +112,41 @@ func TestOpenOtherLibraryRefused(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), "already loaded") {
 		t.Fatalf("error %q does not say the library is already loaded", err)
+	}
+}
+
+// TestOpenMissingLibrary runs in a fresh process (this test binary, re-executed), where no
+// library is loaded yet: Open with $MEDLSAM_ORT_LIB naming a missing file must fail with
+// ErrUnavailable and the install hint, and a later Open, once the variable names the realLib
+// library, must succeed (a failed load is not remembered).
+func TestOpenMissingLibrary(t *testing.T) {
+	if os.Getenv("ORT_TEST_CHILD") == "1" {
+		_, err := Open(affineModel, Options{})
+		if !errors.Is(err, backend.ErrUnavailable) ||
+			!strings.Contains(err.Error(), "build/install-onnxruntime.sh") {
+			t.Fatalf("Open with a missing library: %v", err)
+		}
+		realLib := os.Getenv("ORT_TEST_REAL_LIB")
+		if realLib == "" {
+			return
+		}
+		t.Setenv(EnvLibrary, realLib)
+		m, err := Open(affineModel, Options{})
+		if err != nil {
+			t.Fatalf("Open after the library appeared: %v", err)
+		}
+		m.Close()
+		return
+	}
+	realLib, _ := FindLibrary("") // retried in the child when found
+	cmd := exec.Command(os.Args[0], "-test.run=^TestOpenMissingLibrary$", "-test.v")
+	cmd.Env = append(os.Environ(), "ORT_TEST_CHILD=1", "ORT_TEST_REAL_LIB="+realLib,
+		EnvLibrary+"="+filepath.Join(t.TempDir(), LibraryName))
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "--- PASS: TestOpenMissingLibrary") {
+		t.Fatalf("child process: %v\n%s", err, out)
+	}
+	if realLib == "" {
+		t.Log("library absent: the retry after installing it was not exercised")
 	}
 }

@@ -149,19 +149,22 @@ func TestMedlamTinyGolden(t *testing.T) {
 }
 
 // BenchmarkMedlamTiny runs the tiny MedLAM model once per iteration, asking for every
-// output, at several batch sizes; ns/op divided by the batch is the cost per patch.
+// output, at several batch sizes, with the default threading and with BatchInvariant;
+// ns/op divided by the batch is the cost per patch.
 func BenchmarkMedlamTiny(b *testing.B) {
-	m := openMedlamTiny(b, Options{})
 	names := []string{"position", "feature0", "feature1", "feature2"}
-	for _, n := range []int{1, 2, 4} {
-		b.Run(fmt.Sprintf("batch%d", n), func(b *testing.B) {
-			in := []backend.Tensor{medlamPatch(n)}
-			for b.Loop() {
-				if _, err := m.Run(in, names); err != nil {
-					b.Fatal(err)
+	for _, opt := range []Options{{}, {BatchInvariant: true}} {
+		m := openMedlamTiny(b, opt)
+		for _, n := range []int{1, 2, 4} {
+			b.Run(fmt.Sprintf("invariant%v/batch%d", opt.BatchInvariant, n), func(b *testing.B) {
+				in := []backend.Tensor{medlamPatch(n)}
+				for b.Loop() {
+					if _, err := m.Run(in, names); err != nil {
+						b.Fatal(err)
+					}
 				}
-			}
-		})
+			})
+		}
 	}
 }
 
