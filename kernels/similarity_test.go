@@ -1,9 +1,13 @@
 package kernels
 
 import (
+	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
@@ -537,5 +541,67 @@ func TestAddTemplateKernel(t *testing.T) {
 	}
 	if err := AddTemplateKernel(make([]float32, 8), make([]float32, 64), 1, 4, 3); err == nil {
 		t.Error("an odd kernel was accepted")
+	}
+}
+
+// TestSimilarityMatchesTorch checks Search against torch's own conv3d and interpolate, on a
+// case that build/bench/similarity_compare.py writes (MEDLSAM_SIMILARITY_TORCH_CASE names
+// the folder): raw little-endian float32 inputs at the MedLAM scales, torch's fused maps and
+// first maxima. Without the variable it skips: torch is not a test dependency.
+func TestSimilarityMatchesTorch(t *testing.T) {
+	dir := os.Getenv("MEDLSAM_SIMILARITY_TORCH_CASE")
+	if dir == "" {
+		t.Skip("skip: MEDLSAM_SIMILARITY_TORCH_CASE unset; build/bench/similarity_compare.py" +
+			" sets it")
+	}
+	var c struct {
+		Channels, Points int
+		Index            [][3]int
+		Score            []float64
+	}
+	raw, err := os.ReadFile(filepath.Join(dir, "case.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(raw, &c); err != nil {
+		t.Fatal(err)
+	}
+	read := func(name string) []float32 {
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		v := make([]float32, len(b)/4)
+		for i := range v {
+			v[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
+		}
+		return v
+	}
+	scales := MedLAMScales(c.Channels)
+	var feats, kerns [][]float32
+	for i := range scales {
+		feats = append(feats, read(fmt.Sprintf("features%d.f32", i)))
+		kerns = append(kerns, read(fmt.Sprintf("kernels%d.f32", i)))
+	}
+	fused := read("fused.f32")
+	s, err := NewSimilaritySearch(scales, MedLAMPatch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make([]SimilarityMatch, c.Points)
+	if err := s.Search(feats, kerns, got); err != nil {
+		t.Fatal(err)
+	}
+	const tol = 1e-4 // two float32 computations in different orders
+	P := MedLAMPatch
+	for p, g := range got {
+		m := fused[p*P*P*P : (p+1)*P*P*P]
+		at := (g.Index[0]*P+g.Index[1])*P + g.Index[2]
+		if math.Abs(float64(m[at])-c.Score[p]) > tol || math.Abs(float64(g.Score)-c.Score[p]) > tol {
+			t.Errorf("point %d: index %v scores %g in torch, Go says %g; torch max %g at %v",
+				p, g.Index, m[at], g.Score, c.Score[p], c.Index[p])
+		}
+		t.Logf("point %d: go index %v score %.6f, torch index %v score %.6f", p, g.Index,
+			g.Score, c.Index[p], c.Score[p])
 	}
 }
