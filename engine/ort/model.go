@@ -166,7 +166,7 @@ func convertInfo(path, kind string, infos []onnxruntime.InputOutputInfo) (
 // dimension other than the batch, or a dynamic batch that no input sets.
 func (m *Model) checkDynamic() error {
 	for _, in := range m.inputs {
-		if len(in.Shape) > 0 && in.Shape[0] < 0 {
+		if dynamicBatch(in.Shape) {
 			m.batched = true
 		}
 	}
@@ -185,6 +185,9 @@ func (m *Model) checkDynamic() error {
 	}
 	return nil
 }
+
+// dynamicBatch reports whether dimension 0 of shape is dynamic, that is, the batch.
+func dynamicBatch(shape []int64) bool { return len(shape) > 0 && shape[0] < 0 }
 
 func tensorNames(ts []backend.TensorInfo) []string {
 	names := make([]string, len(ts))
@@ -248,7 +251,7 @@ func (m *Model) Run(inputs []backend.Tensor, names []string) ([]backend.Tensor, 
 func (m *Model) splittable(outs []backend.Tensor) bool {
 	for _, o := range outs {
 		j := slices.IndexFunc(m.outputs, func(t backend.TensorInfo) bool { return t.Name == o.Name })
-		if m.outputs[j].Shape[0] >= 0 {
+		if !dynamicBatch(m.outputs[j].Shape) {
 			return false
 		}
 	}
@@ -274,7 +277,7 @@ func (m *Model) runSplit(inputs, outs []backend.Tensor, batch int64) error {
 				return t.Name == in.Name
 			})
 			ins[i] = in
-			if m.inputs[j].Shape[0] < 0 {
+			if dynamicBatch(m.inputs[j].Shape) {
 				ins[i] = batchView(in, lo, hi)
 			}
 		}
@@ -380,7 +383,7 @@ func (m *Model) checkInputs(inputs []backend.Tensor) (int64, error) {
 		if err := checkShape(in, want.Shape); err != nil {
 			return 0, fmt.Errorf("ort: %s: %w", m.name, err)
 		}
-		if want.Shape[0] >= 0 {
+		if !dynamicBatch(want.Shape) {
 			continue
 		}
 		if batch >= 0 && in.Shape[0] != batch {
