@@ -157,3 +157,33 @@ func TestFakeConcurrent(t *testing.T) {
 		t.Errorf("Calls %d, batch sum %d; want 8, 15", f.Calls(), sum)
 	}
 }
+
+// TestFakeScalarInput checks that a rank-0 input is accepted with one value and refused
+// with any other count, without the batch logic indexing its missing dimension 0.
+func TestFakeScalarInput(t *testing.T) {
+	f := NewFake([]TensorInfo{{Name: "k", Shape: []int64{}, Type: Float32}},
+		[]TensorInfo{{Name: "y", Shape: []int64{1}, Type: Float32}},
+		func(in map[string]Tensor, batch int64) (map[string][]float32, error) {
+			return map[string][]float32{"y": {in["k"].Data[0] + float32(batch)}}, nil
+		})
+	tests := []struct {
+		data []float32
+		want string // "" for an error
+	}{
+		{[]float32{4}, "[5]"},
+		{[]float32{4, 5}, ""},
+		{nil, ""},
+	}
+	for _, tc := range tests {
+		outs, err := f.Run([]Tensor{{Name: "k", Shape: []int64{}, Data: tc.data}}, []string{"y"})
+		if tc.want == "" {
+			if !errors.Is(err, ErrShape) {
+				t.Errorf("scalar with %d values: %v, want ErrShape", len(tc.data), err)
+			}
+			continue
+		}
+		if err != nil || fmt.Sprint(outs[0].Data) != tc.want {
+			t.Errorf("scalar %v: %v, %v; want %s", tc.data, outs, err, tc.want)
+		}
+	}
+}
