@@ -14,7 +14,7 @@ var fakeOffsets = [][3]int{{0, 0, 0}, {1, 2, 3}, {-2, 1, 0}, {3, -1, 2}}
 
 // fakeNet returns a Network of backend.Fake models: position is the patch's
 // intensity-weighted centroid (patch coordinates / 64), and feature s at edge e samples the
-// patch on a stride-64/e grid at a few offsets, plus 0.05. Its features are locally
+// patch on a stride-64/e grid at a few offsets, minus 0.55. Its features are locally
 // distinctive on random texture, so the similarity search recovers shifts exactly, and every
 // batch entry is computed on its own, so results cannot depend on the batch size.
 func fakeNet(t testing.TB) *Network {
@@ -78,7 +78,7 @@ func fakeFeature(p []float32, e int) []float32 {
 			for y := 0; y < e; y++ {
 				for x := 0; x < e; x++ {
 					zz, yy, xx := z*st+o[0], y*st+o[1], x*st+o[2]
-					v := float32(0.05)
+					v := float32(-0.55) // about zero-mean on the texture
 					if zz >= 0 && zz < Patch && yy >= 0 && yy < Patch && xx >= 0 && xx < Patch {
 						v += p[(zz*Patch+yy)*Patch+xx]
 					}
@@ -138,4 +138,17 @@ func prepare(t testing.TB, v *volume.Volume, name string, k Kind) *Grid {
 		t.Fatal(err)
 	}
 	return g
+}
+
+// volumeRPI returns an RPI volume at 1.5 mm filled with a ramp above -1000 HU.
+func volumeRPI(nx, ny, nz int) (*volume.Volume, error) {
+	v, err := volume.New([3]int{nx, ny, nz}, [3]float64{1.5, 1.5, 1.5})
+	if err != nil {
+		return nil, err
+	}
+	v.Affine[1][1], v.Affine[2][2] = -1.5, -1.5
+	for i := range v.Data {
+		v.Data[i] = float32(i%997) - 500
+	}
+	return v, nil
 }
