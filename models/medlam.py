@@ -224,6 +224,9 @@ def load_checkpoint(path, base_chns=24, n_classes=3):
     Accepts a bare state_dict or a dict holding one under "state_dict"; strips the
     DataParallel "module." prefix; casts fp16 weights to fp32. Raises CheckpointError naming
     the missing, unexpected and mis-shaped keys rather than loading a partial network.
+
+    TODO(#3): tested only on synthetic checkpoints built from the official key table
+    (medlam_keys.json); the real medlam.pth is not on these machines: load it once.
     """
     try:
         obj = torch.load(path, map_location="cpu")
