@@ -16,21 +16,18 @@ func MinMax(data []float32) (lo, hi float32, ok bool) {
 	var mu sync.Mutex
 	lo, hi = float32(math.Inf(1)), float32(math.Inf(-1))
 	ParallelFor(len(data), elemGrain, func(a, b int) {
-		l, h, found := float32(math.Inf(1)), float32(math.Inf(-1)), false
+		l, h := float32(math.Inf(1)), float32(math.Inf(-1))
 		for _, v := range data[a:b] {
-			if v < l {
+			if v < l { // false for NaN, which is thereby skipped
 				l = v
 			}
 			if v > h {
 				h = v
 			}
-			if v == v {
-				found = true
-			}
 		}
 		mu.Lock()
 		defer mu.Unlock()
-		if found {
+		if l <= h { // the range held a value that is not NaN
 			ok = true
 			lo, hi = min(lo, l), max(hi, h)
 		}
@@ -77,6 +74,25 @@ func normHU(v float32) float32 {
 	}
 }
 
+// huTable holds normHU of every integer HU from the first to the last knot, since CT values
+// are integers (int16 on disk) almost always.
+var huTable = func() (t [1500 - -1000 + 1]float32) {
+	for i := range t {
+		t[i] = normHU(float32(i - 1000))
+	}
+	return t
+}()
+
+// normHUFast is normHU through huTable for integer values inside the knots.
+func normHUFast(v float32) float32 {
+	if v >= -1000 && v <= 1500 {
+		if n := int32(v); float32(n) == v {
+			return huTable[n+1000]
+		}
+	}
+	return normHU(v)
+}
+
 // NormalizeHU writes MedLAM's intensity normalisation of src into dst: piecewise linear
 // through HU -1000 -> 0, -200 -> 0.2, 200 -> 0.8, 1500 -> 1, clamped to [0, 1]; NaN maps to
 // 0. dst and src must have the same length; dst may be src (in place) but must not
@@ -89,8 +105,9 @@ func NormalizeHU(dst, src []float32) error {
 	}
 	ParallelFor(len(src), elemGrain, func(a, b int) {
 		d, s := dst[a:b], src[a:b]
+		d = d[:len(s)]
 		for i, v := range s {
-			d[i] = normHU(v)
+			d[i] = normHUFast(v)
 		}
 	})
 	return nil
@@ -161,6 +178,7 @@ func SAMWindow(dst []uint8, src []float32) error {
 	w := newSAMWindow(src)
 	ParallelFor(len(src), elemGrain, func(a, b int) {
 		d, s := dst[a:b], src[a:b]
+		d = d[:len(s)]
 		for i, v := range s {
 			d[i] = w.at(v)
 		}
@@ -177,6 +195,7 @@ func SAMWindowFloat(dst, src []float32) error {
 	w := newSAMWindow(src)
 	ParallelFor(len(src), elemGrain, func(a, b int) {
 		d, s := dst[a:b], src[a:b]
+		d = d[:len(s)]
 		for i, v := range s {
 			d[i] = float32(w.at(v))
 		}

@@ -68,7 +68,11 @@ func TestNormalizeHU(t *testing.T) {
 	rng := rand.New(rand.NewPCG(5, 6))
 	vol := make([]float32, 5*elemGrain+3)
 	for i := range vol {
-		vol[i] = float32(rng.Float64()*4000 - 1500)
+		v := rng.Float64()*4000 - 1500
+		if i%2 == 0 { // integer HU take the table path, the others the arithmetic one
+			v = math.Round(v)
+		}
+		vol[i] = float32(v)
 	}
 	want := make([]float32, len(vol))
 	for i, v := range vol {
