@@ -69,33 +69,19 @@ func Prepare(v *volume.Volume, source string, kind Kind) (*Grid, error) {
 	return g, nil
 }
 
-// resample brings las to 3 mm with ratio r (new/old spacing) per voxel axis.
-//
-// TODO(#3): use volume's Resample wrapper once it lands (it keeps the same kernels and
-// geometry); this calls the kernels directly.
+// resample brings las to 3 mm (volume's Resample: the kernels' grid convention, affine
+// A*diag(r)), refusing grids above maxGridVoxels.
 func resample(las *volume.Volume, r [3]float64, kind Kind) (*volume.Volume, error) {
 	shape, err := kernels.ResampleShape(las.Shape, r)
 	if err != nil {
 		return nil, err
 	}
-	n, err := volume.NumVoxels(shape)
-	if err != nil {
-		return nil, err
-	}
-	if n > maxGridVoxels {
+	if n, err := volume.NumVoxels(shape); err != nil || n > maxGridVoxels {
 		return nil, fmt.Errorf("3 mm grid %v has more than %d voxels", shape, maxGridVoxels)
 	}
-	out := &volume.Volume{Data: make([]float32, n), Shape: shape,
-		Spacing: [3]float64{Spacing, Spacing, Spacing}}
-	scale := volume.Identity()
-	for a := 0; a < 3; a++ {
-		scale[a][a] = r[a]
-	}
-	out.Affine = las.Affine.Mul(scale)
+	mode := volume.Linear
 	if kind == Labels {
-		err = kernels.ResampleNearest(out.Data, shape, las.Data, las.Shape, r)
-	} else {
-		err = kernels.ResampleTrilinear(out.Data, shape, las.Data, las.Shape, r)
+		mode = volume.Nearest
 	}
-	return out, err
+	return las.Resample([3]float64{Spacing, Spacing, Spacing}, mode)
 }

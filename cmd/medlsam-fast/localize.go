@@ -1,0 +1,280 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/spf13/pflag"
+
+	"github.com/medlsam-fast/medlsam-fast/engine/localize"
+	"github.com/medlsam-fast/medlsam-fast/engine/nifti"
+	"github.com/medlsam-fast/medlsam-fast/engine/ort"
+)
+
+func init() {
+	register(command{
+		name:    "localize",
+		summary: "find organs' 3D boxes in a CT with MedLAM few-shot localisation",
+		run:     runLocalize,
+	})
+}
+
+// localizeFlags are the options of the localize subcommand.
+type localizeFlags struct {
+	templates     []string
+	templateSet   string
+	saveTemplates string
+	organs        []string
+	labelNames    string
+	models        string
+	modelName     string
+	ortLib        string
+	threads       int
+	batch         int
+	seed          uint64
+	mode          string
+	sliceInterval int
+	out           string
+}
+
+func runLocalize(args []string, stdout io.Writer) error {
+	fs := newFlags("localize", "[QUERY.nii[.gz]]", stdout)
+	var f localizeFlags
+	fs.StringArrayVar(&f.templates, "template", nil,
+		"template IMAGE:LABELS pair of NIfTI files (repeat for several templates)")
+	fs.StringVar(&f.templateSet, "templates-file", "",
+		"load a saved template set instead of computing it from --template pairs")
+	fs.StringVar(&f.saveTemplates, "save-templates", "",
+		"write the template set to this file (atomically) for later runs")
+	fs.StringSliceVar(&f.organs, "organs", nil,
+		"organs to localise: label numbers or names from --label-names (comma-separated)")
+	fs.StringVar(&f.labelNames, "label-names", "",
+		`JSON object mapping label values to names, e.g. {"5": "liver"}`)
+	fs.StringVar(&f.models, "models", "models/full", "directory of the MedLAM ONNX models")
+	fs.StringVar(&f.modelName, "model-name", "medlam",
+		"model base name: NAME.onnx (full) and NAME-encoder.onnx (optional, coarse step)")
+	fs.StringVar(&f.ortLib, "ort-lib", "", "path of libonnxruntime.so.1 (default: search)")
+	fs.IntVar(&f.threads, "threads", 0, "CPU threads for ONNX Runtime (0: all)")
+	fs.IntVar(&f.batch, "batch", localize.DefaultBatchSize, "patches per network call")
+	fs.Uint64Var(&f.seed, "seed", 2023, "seed of the coarse step's random crops")
+	fs.StringVar(&f.mode, "mode", "WPL", "WPL (one box per organ) or SPL (one box per z chunk)")
+	fs.IntVar(&f.sliceInterval, "slice-interval", localize.DefaultSliceInterval,
+		"SPL chunk length in 3 mm slices")
+	fs.StringVarP(&f.out, "out", "o", "", "write the JSON result here (atomically) "+
+		"instead of stdout")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			return err
+		}
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if fs.NArg() > 1 {
+		return fmt.Errorf("%w: at most one query, got %d", errUsage, fs.NArg())
+	}
+	if fs.NArg() == 0 && f.saveTemplates == "" {
+		return fmt.Errorf("%w: no query given (and no --save-templates)", errUsage)
+	}
+	if (len(f.templates) == 0) == (f.templateSet == "") {
+		return fmt.Errorf("%w: give either --template pairs or --templates-file", errUsage)
+	}
+	mode := localize.Mode(strings.ToUpper(f.mode))
+	if mode != localize.WPL && mode != localize.SPL {
+		return fmt.Errorf("%w: --mode %q is neither WPL nor SPL", errUsage, f.mode)
+	}
+	cfg := localize.Config{Mode: mode, SliceInterval: f.sliceInterval, BatchSize: f.batch,
+		Seed: f.seed, Logger: slog.Default()}
+	ctx := context.Background()
+
+	net, closeNet, err := openNetwork(f)
+	if err != nil {
+		return err
+	}
+	defer closeNet()
+
+	var ts *localize.TemplateSet
+	if f.templateSet != "" {
+		ts, err = localize.LoadTemplateSet(f.templateSet, net.ModelSHA256)
+		if err != nil {
+			return err
+		}
+		slog.Info("localize: template set loaded", "file", f.templateSet,
+			"organs", len(ts.Organs), "points", ts.NumPoints())
+	} else {
+		organs, err := parseOrgans(f.organs, f.labelNames)
+		if err != nil {
+			return err
+		}
+		tpl, err := readTemplates(f.templates)
+		if err != nil {
+			return err
+		}
+		ts, err = localize.BuildTemplateSet(ctx, net, tpl, organs, cfg)
+		if err != nil {
+			return err
+		}
+	}
+	if f.saveTemplates != "" {
+		if err := ts.Save(f.saveTemplates); err != nil {
+			return err
+		}
+		slog.Info("localize: template set saved", "file", f.saveTemplates)
+	}
+	if fs.NArg() == 0 {
+		return nil
+	}
+
+	query := fs.Arg(0)
+	img, err := nifti.Read(query, nifti.ReadOptions{})
+	if err != nil {
+		return err
+	}
+	q, err := localize.Prepare(img.Volume, query, localize.Image)
+	if err != nil {
+		return err
+	}
+	res, _, err := localize.Localize(ctx, net, ts, q, cfg)
+	if err != nil {
+		return err
+	}
+	b, err := json.MarshalIndent(res, "", "  ")
+	if err != nil {
+		return fmt.Errorf("localize: %w", err)
+	}
+	b = append(b, '\n')
+	if f.out == "" {
+		_, err = stdout.Write(b)
+		return err
+	}
+	if err := writeFileAtomic(f.out, b); err != nil {
+		return fmt.Errorf("localize: writing %s: %w", f.out, err)
+	}
+	return nil
+}
+
+// openNetwork opens NAME.onnx and, when present, NAME-encoder.onnx from the models
+// directory in ONNX Runtime. The returned function closes them.
+func openNetwork(f localizeFlags) (*localize.Network, func(), error) {
+	opt := ort.Options{LibraryPath: f.ortLib, IntraOpThreads: f.threads, BatchInvariant: true}
+	fullPath := filepath.Join(f.models, f.modelName+".onnx")
+	full, err := ort.Open(fullPath, opt)
+	if err != nil {
+		return nil, nil, err
+	}
+	net := &localize.Network{Full: full, ModelSHA256: full.Manifest().SHA256}
+	encPath := filepath.Join(f.models, f.modelName+"-encoder.onnx")
+	if _, err := os.Stat(encPath); err == nil {
+		enc, err := ort.Open(encPath, opt)
+		if err != nil {
+			full.Close()
+			return nil, nil, err
+		}
+		net.Encoder = enc
+	} else {
+		slog.Warn("localize: no encoder model; the coarse step runs the full network",
+			"missing", encPath)
+	}
+	return net, func() {
+		if net.Encoder != nil {
+			net.Encoder.Close()
+		}
+		full.Close()
+	}, nil
+}
+
+// readTemplates reads IMAGE:LABELS pairs and prepares them.
+func readTemplates(pairs []string) ([]localize.Template, error) {
+	var out []localize.Template
+	for _, p := range pairs {
+		imgPath, labPath, ok := strings.Cut(p, ":")
+		if !ok || imgPath == "" || labPath == "" {
+			return nil, fmt.Errorf("%w: --template %q: want IMAGE:LABELS", errUsage, p)
+		}
+		img, err := nifti.Read(imgPath, nifti.ReadOptions{})
+		if err != nil {
+			return nil, err
+		}
+		lab, err := nifti.Read(labPath, nifti.ReadOptions{})
+		if err != nil {
+			return nil, err
+		}
+		if img.Volume.Shape != lab.Volume.Shape {
+			return nil, fmt.Errorf("localize: template label map %s has shape %v, its image "+
+				"%s %v", labPath, lab.Volume.Shape, imgPath, img.Volume.Shape)
+		}
+		gi, err := localize.Prepare(img.Volume, imgPath, localize.Image)
+		if err != nil {
+			return nil, err
+		}
+		gl, err := localize.Prepare(lab.Volume, labPath, localize.Labels)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, localize.Template{Image: gi, Labels: gl})
+	}
+	return out, nil
+}
+
+// parseOrgans resolves organ arguments (numbers or names) through the optional label-name
+// file.
+func parseOrgans(args []string, namesPath string) ([]localize.Organ, error) {
+	names := map[int]string{}
+	if namesPath != "" {
+		b, err := os.ReadFile(namesPath)
+		if err != nil {
+			return nil, fmt.Errorf("localize: %w", err)
+		}
+		var raw map[string]string
+		if err := json.Unmarshal(b, &raw); err != nil {
+			return nil, fmt.Errorf("localize: label names %s: %w", namesPath, err)
+		}
+		for k, v := range raw {
+			n, err := strconv.Atoi(k)
+			if err != nil || n <= 0 {
+				return nil, fmt.Errorf("localize: label names %s: key %q is not a positive "+
+					"label value", namesPath, k)
+			}
+			names[n] = v
+		}
+	}
+	if len(args) == 0 {
+		return nil, fmt.Errorf("%w: no --organs given", errUsage)
+	}
+	byName := map[string]int{}
+	for n, s := range names {
+		byName[strings.ToLower(s)] = n
+	}
+	var out []localize.Organ
+	for _, a := range args {
+		a = strings.TrimSpace(a)
+		if n, err := strconv.Atoi(a); err == nil {
+			out = append(out, localize.Organ{Label: n, Name: names[n]})
+			continue
+		}
+		n, ok := byName[strings.ToLower(a)]
+		if !ok {
+			known := make([]string, 0, len(byName))
+			for s := range byName {
+				known = append(known, s)
+			}
+			sort.Strings(known)
+			hint := "give --label-names"
+			if len(known) > 0 {
+				hint = fmt.Sprintf("%s has %d names, e.g. %s", namesPath, len(known),
+					strings.Join(known[:min(5, len(known))], ", "))
+			}
+			return nil, fmt.Errorf("%w: organ %q is not a label number or a known name (%s)",
+				errUsage, a, hint)
+		}
+		out = append(out, localize.Organ{Label: n, Name: names[n]})
+	}
+	return out, nil
+}
