@@ -1,13 +1,10 @@
 package kernels
 
-// useAVX2FMA selects the assembly tile. Tests switch it off to check the portable one.
-var useAVX2FMA = detectAVX2FMA()
-
-// detectAVX2FMA reports whether the CPU has AVX2 and FMA and the OS saves the YMM state.
-func detectAVX2FMA() bool {
+// bestGemmImpl returns the fastest tile the CPU and OS support.
+func bestGemmImpl() gemmImpl {
 	maxLeaf, _, _, _ := cpuid(0, 0)
 	if maxLeaf < 7 {
-		return false
+		return implGeneric
 	}
 	_, _, ecx1, _ := cpuid(1, 0)
 	const (
@@ -16,15 +13,22 @@ func detectAVX2FMA() bool {
 		avx     = 1 << 28
 	)
 	if ecx1&(fma|osxsave|avx) != fma|osxsave|avx {
-		return false
+		return implGeneric
 	}
-	// XCR0 bits 1 and 2: the OS saves the XMM and YMM registers.
-	if xcr0, _ := xgetbv(); xcr0&6 != 6 {
-		return false
-	}
+	xcr0, _ := xgetbv()
 	_, ebx7, _, _ := cpuid(7, 0)
-	const avx2 = 1 << 5
-	return ebx7&avx2 != 0
+	const (
+		avx2    = 1 << 5
+		avx512f = 1 << 16
+	)
+	// XCR0 bits 1, 2: the OS saves XMM and YMM; bits 5-7: the opmask and all of ZMM.
+	if xcr0&6 != 6 || ebx7&avx2 == 0 {
+		return implGeneric
+	}
+	if xcr0&0xe6 == 0xe6 && ebx7&avx512f != 0 {
+		return implAVX512
+	}
+	return implAVX2
 }
 
 // cpuid executes CPUID with the given leaf (EAX) and subleaf (ECX).
@@ -33,7 +37,14 @@ func cpuid(eaxArg, ecxArg uint32) (eax, ebx, ecx, edx uint32)
 // xgetbv returns XCR0; call it only when CPUID reports OSXSAVE.
 func xgetbv() (eax, edx uint32)
 
-// gemmTileAVX2 is gemmTile in AVX2/FMA assembly, without bounds checks; kc must be >= 1.
+// gemmTileAVX2 is gemmTile for 6 rows in AVX2/FMA assembly, without bounds checks; kc >= 1
+// and offs points at 6 offsets.
 //
 //go:noescape
-func gemmTileAVX2(kc int, a, b, dst *float32, offs *[tileRows]int)
+func gemmTileAVX2(kc int, a, b, dst *float32, offs *int)
+
+// gemmTileAVX512 is gemmTile for 16 rows in AVX-512F assembly, without bounds checks;
+// kc >= 1 and offs points at 16 offsets.
+//
+//go:noescape
+func gemmTileAVX512(kc int, a, b, dst *float32, offs *int)

@@ -35,7 +35,7 @@ TEXT ·xgetbv(SB), NOSPLIT, $0-8
 	VADDPS  32(R9), hi, hi \
 	VMOVUPS hi, 32(R9)
 
-// func gemmTileAVX2(kc int, a, b, dst *float32, offs *[6]int)
+// func gemmTileAVX2(kc int, a, b, dst *float32, offs *int)
 //
 // Register use: Y0-Y11 the 6 x 16 accumulators (row i in Y2i, Y2i+1), Y12-Y13 the 16
 // B values of one step, Y14 the broadcast A value.
@@ -84,5 +84,92 @@ loop:
 	STORE(5, Y10, Y11)
 
 done:
+	VZEROUPPER
+	RET
+
+// One step of one row in AVX-512: multiply the 16 B values (Z16) by a[row], broadcast from
+// memory, into that row's accumulator.
+#define ROW512(off, acc) \
+	VFMADD231PS.BCST off(SI), Z16, acc
+
+// Add one row's accumulator into dst at that row's own offset.
+#define STORE512(idx, acc) \
+	MOVQ    (idx*8)(R8), R9 \
+	LEAQ    (DX)(R9*4), R9 \
+	VADDPS  (R9), acc, acc \
+	VMOVUPS acc, (R9)
+
+// func gemmTileAVX512(kc int, a, b, dst *float32, offs *int)
+//
+// Register use: Z0-Z15 the 16 x 16 accumulators (row i in Zi), Z16 the 16 B values of one
+// step; the A values are broadcast from memory by the FMAs themselves.
+TEXT ·gemmTileAVX512(SB), NOSPLIT, $0-40
+	MOVQ kc+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ b+16(FP), DI
+	MOVQ dst+24(FP), DX
+	MOVQ offs+32(FP), R8
+
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	VPXORD Z12, Z12, Z12
+	VPXORD Z13, Z13, Z13
+	VPXORD Z14, Z14, Z14
+	VPXORD Z15, Z15, Z15
+
+	TESTQ CX, CX
+	JLE   done512
+
+loop512:
+	VMOVUPS (DI), Z16
+	ROW512(0, Z0)
+	ROW512(4, Z1)
+	ROW512(8, Z2)
+	ROW512(12, Z3)
+	ROW512(16, Z4)
+	ROW512(20, Z5)
+	ROW512(24, Z6)
+	ROW512(28, Z7)
+	ROW512(32, Z8)
+	ROW512(36, Z9)
+	ROW512(40, Z10)
+	ROW512(44, Z11)
+	ROW512(48, Z12)
+	ROW512(52, Z13)
+	ROW512(56, Z14)
+	ROW512(60, Z15)
+	ADDQ $64, SI
+	ADDQ $64, DI
+	DECQ CX
+	JNZ  loop512
+
+	STORE512(0, Z0)
+	STORE512(1, Z1)
+	STORE512(2, Z2)
+	STORE512(3, Z3)
+	STORE512(4, Z4)
+	STORE512(5, Z5)
+	STORE512(6, Z6)
+	STORE512(7, Z7)
+	STORE512(8, Z8)
+	STORE512(9, Z9)
+	STORE512(10, Z10)
+	STORE512(11, Z11)
+	STORE512(12, Z12)
+	STORE512(13, Z13)
+	STORE512(14, Z14)
+	STORE512(15, Z15)
+
+done512:
 	VZEROUPPER
 	RET

@@ -13,46 +13,43 @@ func TestGemmTileMatchesFloat64(t *testing.T) {
 	tests := []struct {
 		name string
 		kc   int
-		offs [tileRows]int
+		offs func(i int) int // offset of row i
 	}{
-		{"one step", 1, [tileRows]int{0, 16, 32, 48, 64, 80}},
-		{"channels 5", 5, [tileRows]int{3, 40, 77, 101, 150, 190}},
-		{"channels 96", 96, [tileRows]int{190, 150, 101, 77, 40, 3}},
-		{"overlapping rows", 33, [tileRows]int{10, 11, 12, 13, 14, 15}},
+		{"one step", 1, func(i int) int { return 16 * i }},
+		{"channels 5", 5, func(i int) int { return 3 + 37*i%200 }},
+		{"channels 96", 96, func(i int) int { return 200 - 13*i }},
+		{"overlapping rows", 33, func(i int) int { return 10 + i }},
 	}
-	impls := []struct {
-		name string
-		asm  bool
-	}{{"generic", false}, {"avx2", true}}
-	for _, impl := range impls {
-		if impl.asm && !useAVX2FMA {
-			t.Logf("skip %s: CPU lacks AVX2/FMA or this is not amd64", impl.name)
-			continue
-		}
+	if len(gemmAvailable()) == 1 {
+		t.Log("only the portable tile runs here (no AVX2/FMA, or not amd64)")
+	}
+	for _, impl := range gemmAvailable() {
 		for _, tc := range tests {
-			t.Run(impl.name+"/"+tc.name, func(t *testing.T) {
-				old := useAVX2FMA
-				useAVX2FMA = impl.asm
-				defer func() { useAVX2FMA = old }()
+			t.Run(impl.String()+"/"+tc.name, func(t *testing.T) {
+				rows := impl.rows()
+				offs := make([]int, rows)
+				for i := range offs {
+					offs[i] = tc.offs(i)
+				}
 				rng := rand.New(rand.NewPCG(uint64(tc.kc), 7))
-				a := randSlice(rng, tc.kc*tileRows)
+				a := randSlice(rng, tc.kc*rows)
 				b := randSlice(rng, tc.kc*tileCols)
-				const n = 230
+				const n = 300
 				dst := randSlice(rng, n)
 				want := make([]float64, n)
 				for i, v := range dst {
 					want[i] = float64(v)
 				}
-				for i := range tileRows {
+				for i := range rows {
 					for j := range tileCols {
 						var s float64
 						for l := range tc.kc {
-							s += float64(a[l*tileRows+i]) * float64(b[l*tileCols+j])
+							s += float64(a[l*rows+i]) * float64(b[l*tileCols+j])
 						}
-						want[tc.offs[i]+j] += s
+						want[offs[i]+j] += s
 					}
 				}
-				gemmTile(tc.kc, a, b, dst, &tc.offs)
+				gemmTile(impl, tc.kc, a, b, dst, offs)
 				for i := range dst {
 					if d := math.Abs(float64(dst[i]) - want[i]); d > 1e-5*float64(tc.kc+1) {
 						t.Fatalf("dst[%d] = %g, want %g (diff %g)", i, dst[i], want[i], d)

@@ -64,8 +64,9 @@ type scaleGeom struct {
 	pad    int // k/2, the reference's conv padding
 	full   int // W = S+k-1, the edge of the full correlation map we accumulate into
 	skip   int // pad-1: the reference's output starts at this index of the full map
-	taps   int // k*k taps in one tz slice, padded up to a multiple of tileRows
-	blocks int // taps / tileRows
+	rows   int // tile height of the GEMM implementation
+	taps   int // k*k taps in one tz slice, padded up to a multiple of rows
+	blocks int // taps / rows
 	// rowOff[m] is -(ty*W + tx) for tap m = ty*k + tx of a tz slice, 0 for padding taps.
 	rowOff []int
 	// Trilinear resize of the (S+1)^3 reference output to Patch^3, align_corners false,
@@ -74,7 +75,7 @@ type scaleGeom struct {
 	i0, i1 []int
 	w0, w1 []float32
 	// Workspace, sized for similarityChunk points.
-	packedK []float32 // [point][tz][block][C][tileRows]
+	packedK []float32 // [point][tz][block][C][rows]
 	maps    []float32 // [point][W^3]
 }
 
@@ -95,6 +96,7 @@ type scaleGeom struct {
 type SimilaritySearch struct {
 	scales []scaleGeom
 	patch  int
+	impl   gemmImpl
 	units  []simUnit
 	slabs  []simSlab
 	pool   chan []float32 // row panels, one per running worker
@@ -122,7 +124,7 @@ func NewSimilaritySearch(scales []SimilarityScale, patch int) (*SimilaritySearch
 		return nil, fmt.Errorf("kernels: similarity patch %d outside [2, %d]",
 			patch, maxSimilarityPatch)
 	}
-	s := &SimilaritySearch{patch: patch}
+	s := &SimilaritySearch{patch: patch, impl: gemmUse}
 	maxPanel := 0
 	for i, sc := range scales {
 		switch {
@@ -137,7 +139,7 @@ func NewSimilaritySearch(scales []SimilarityScale, patch int) (*SimilaritySearch
 			return nil, fmt.Errorf("kernels: similarity scale %d: channels %d outside [1, %d]",
 				i, sc.Channels, maxSimilarityChannels)
 		}
-		s.scales = append(s.scales, newScaleGeom(sc, patch))
+		s.scales = append(s.scales, newScaleGeom(sc, patch, s.impl.rows()))
 		maxPanel = max(maxPanel, sc.Channels*sc.Size)
 	}
 	s.pool = make(chan []float32, Workers())
@@ -147,11 +149,12 @@ func NewSimilaritySearch(scales []SimilarityScale, patch int) (*SimilaritySearch
 	return s, nil
 }
 
-func newScaleGeom(sc SimilarityScale, patch int) scaleGeom {
+func newScaleGeom(sc SimilarityScale, patch, rows int) scaleGeom {
 	k := sc.Kernel
 	g := scaleGeom{SimilarityScale: sc, pad: k / 2, full: sc.Size + k - 1, skip: k/2 - 1}
-	g.blocks = (k*k + tileRows - 1) / tileRows
-	g.taps = g.blocks * tileRows
+	g.rows = rows
+	g.blocks = (k*k + rows - 1) / rows
+	g.taps = g.blocks * rows
 	g.rowOff = make([]int, g.taps)
 	for m := range k * k {
 		g.rowOff[m] = -(m/k*g.full + m%k)
@@ -270,7 +273,7 @@ func (s *SimilaritySearch) searchChunk(features, kernels [][]float32, p0, p1 int
 	return s.fuse(p0, n, out)
 }
 
-// packKernel packs point p's kernel [C][k^3] as [tz][block][C][tileRows], padding taps
+// packKernel packs point p's kernel [C][k^3] as [tz][block][C][rows], padding taps
 // with zeros.
 func (g *scaleGeom) packKernel(kern []float32, p int) {
 	k, c := g.Kernel, g.Channels
@@ -279,10 +282,10 @@ func (g *scaleGeom) packKernel(kern []float32, p int) {
 	k3 := k * k * k
 	for tz := range k {
 		for m := range k * k {
-			b, i := m/tileRows, m%tileRows
-			base := (tz*g.blocks+b)*c*tileRows + i
+			b, i := m/g.rows, m%g.rows
+			base := (tz*g.blocks+b)*c*g.rows + i
 			for ch := range c {
-				dst[base+ch*tileRows] = kern[ch*k3+tz*k*k+m]
+				dst[base+ch*g.rows] = kern[ch*k3+tz*k*k+m]
 			}
 		}
 	}
@@ -298,7 +301,9 @@ func (s *SimilaritySearch) correlate(u simUnit, feats []float32, p0 int, panel [
 	fullMap := g.maps[u.point*W*W*W : (u.point+1)*W*W*W]
 	kern := g.packedK[u.point*k*g.taps*c : (u.point+1)*k*g.taps*c]
 	panel = panel[:c*S]
-	var offs [tileRows]int
+	var offsBuf [maxTileRows]int
+	offs := offsBuf[:g.rows]
+	panelA := c * g.rows
 	for z := u.z0; z < min(u.z0+k, S); z++ {
 		for y := range S {
 			packRow(panel, feat, c, s3, (z*S+y)*S, S)
@@ -313,11 +318,11 @@ func (s *SimilaritySearch) correlate(u simUnit, feats []float32, p0 int, panel [
 					b := panel[xb*c : (xb+tileCols)*c]
 					base := rowBase + xb
 					for blk := range g.blocks {
-						for i := range tileRows {
-							offs[i] = base + g.rowOff[blk*tileRows+i]
+						for i := range offs {
+							offs[i] = base + g.rowOff[blk*g.rows+i]
 						}
-						a := kern[(tz*g.blocks+blk)*c*tileRows : (tz*g.blocks+blk+1)*c*tileRows]
-						gemmTile(c, a, b, fullMap, &offs)
+						a := kern[(tz*g.blocks+blk)*panelA : (tz*g.blocks+blk+1)*panelA]
+						gemmTile(s.impl, c, a, b, fullMap, offs)
 					}
 				}
 			}

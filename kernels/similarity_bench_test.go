@@ -8,7 +8,7 @@ import (
 
 // BenchmarkSimilaritySearch times the whole search (normalisation, correlation at the three
 // MedLAM scales with 96 channels, resize, sum, argmax) for one point and for a batch of 8,
-// with the assembly tile and with the portable one. "GMAC/s" counts the correlation's
+// with each GEMM tile the CPU can run (the portable one for one point only). "GMAC/s" counts the correlation's
 // multiply-adds, k^3*C*S^3 per scale and point (13.4 G per point).
 func BenchmarkSimilaritySearch(b *testing.B) {
 	scales := MedLAMScales(96)
@@ -19,17 +19,14 @@ func BenchmarkSimilaritySearch(b *testing.B) {
 	}
 	for _, points := range []int{1, 8} {
 		feats, kerns := randomInputs(rand.New(rand.NewPCG(1, 1)), scales, points)
-		for _, asm := range []bool{true, false} {
-			if asm && !useAVX2FMA {
-				continue
-			}
-			if !asm && points > 1 {
+		for _, impl := range gemmAvailable() {
+			if impl == implGeneric && points > 1 {
 				continue // the portable tile is only timed once, it is slow
 			}
-			b.Run(fmt.Sprintf("points=%d/asm=%v", points, asm), func(b *testing.B) {
-				old := useAVX2FMA
-				useAVX2FMA = asm
-				defer func() { useAVX2FMA = old }()
+			b.Run(fmt.Sprintf("points=%d/%v", points, impl), func(b *testing.B) {
+				old := gemmUse
+				gemmUse = impl
+				defer func() { gemmUse = old }()
 				s, err := NewSimilaritySearch(scales, MedLAMPatch)
 				if err != nil {
 					b.Fatal(err)

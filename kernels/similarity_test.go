@@ -142,17 +142,14 @@ func TestSimilarityMatchesReference(t *testing.T) {
 		{"MedLAM scales", MedLAMScales(3), MedLAMPatch, 1},
 	}
 	for _, tc := range tests {
-		for _, asm := range []bool{false, true} {
-			if asm && !useAVX2FMA {
-				continue
-			}
-			t.Run(fmt.Sprintf("%s/asm=%v", tc.name, asm), func(t *testing.T) {
+		for _, impl := range gemmAvailable() {
+			t.Run(tc.name+"/"+impl.String(), func(t *testing.T) {
 				if testing.Short() && tc.name == "MedLAM scales" {
 					t.Skip("skip: the float64 reference takes seconds at full scale")
 				}
-				old := useAVX2FMA
-				useAVX2FMA = asm
-				defer func() { useAVX2FMA = old }()
+				old := gemmUse
+				gemmUse = impl
+				defer func() { gemmUse = old }()
 				rng := rand.New(rand.NewPCG(uint64(len(tc.name)), uint64(tc.points)))
 				feats, kerns := randomInputs(rng, tc.scales, tc.points)
 				s, err := NewSimilaritySearch(tc.scales, tc.patch)
