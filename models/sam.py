@@ -606,6 +606,10 @@ def _random_like(name: str, t: torch.Tensor, gen: torch.Generator) -> torch.Tens
     return r / math.sqrt(max(fan_in, 1))
 
 
+# TODO(#4): the key table and the layer-by-layer reading of the published architecture are
+# the only checks against the official model here (its checkpoints cannot be downloaded on
+# these machines). Where sam_vit_b_01ec64.pth is at hand, compare this module's embeddings and
+# masks with segment-anything's SamPredictor on a few images and record the differences.
 def load_checkpoint(path: str, cfg: SamConfig = VIT_B) -> Sam:
     """Loads sam_vit_b_01ec64.pth, medsam_vit_b.pth or any state_dict with the official key
     names (optionally wrapped in {"model": ...} or {"state_dict": ...}, or with DataParallel's
