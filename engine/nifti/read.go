@@ -63,7 +63,18 @@ func Read(path string, opt ReadOptions) (*Image, error) {
 	if err != nil {
 		return nil, fmt.Errorf("nifti: %w", err)
 	}
-	img, err := decode(f, st.Size(), opt)
+	var ra io.ReaderAt = f
+	var magic [2]byte
+	if n, _ := f.ReadAt(magic[:], 0); n == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
+		// The compressed bytes are read once into memory: the inflater's fast path for
+		// in-memory input beats a buffered file reader by a wide margin.
+		buf := make([]byte, st.Size())
+		if _, err := io.ReadFull(f, buf); err != nil {
+			return nil, fmt.Errorf("nifti: %s: %w", path, err)
+		}
+		ra = bytes.NewReader(buf)
+	}
+	img, err := decode(ra, st.Size(), opt)
 	if err != nil {
 		return nil, fmt.Errorf("nifti: %s: %w", path, err)
 	}
@@ -117,7 +128,16 @@ func decode(ra io.ReaderAt, size int64, opt ReadOptions) (*Image, error) {
 	gz := n == 2 && magic[0] == 0x1f && magic[1] == 0x8b
 	var stream io.Reader
 	if gz {
-		zr, err := gzip.NewReader(bufio.NewReaderSize(io.NewSectionReader(ra, 0, size), 1<<17))
+		var src io.Reader
+		if br, ok := ra.(*bytes.Reader); ok && br.Size() == size {
+			if _, err := br.Seek(0, io.SeekStart); err != nil {
+				return nil, err
+			}
+			src = br
+		} else {
+			src = bufio.NewReaderSize(io.NewSectionReader(ra, 0, size), 1<<17)
+		}
+		zr, err := gzip.NewReader(src)
 		if err != nil {
 			return nil, &gzipError{err}
 		}
