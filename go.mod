@@ -7,4 +7,4 @@ require (
 	github.com/yalue/onnxruntime_go v1.27.0
 )
 
-require github.com/klauspost/compress v1.20.4 // indirect
+require github.com/klauspost/compress v1.20.4
