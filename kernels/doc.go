@@ -41,4 +41,8 @@
 //   - torch.nn.functional.interpolate with align_corners=False uses half-pixel centres: o maps
 //     to (o+0.5)*n_in/n_out - 0.5, clamped at 0, so voxel 0 of both grids is not aligned
 //     and the volume edges are, at the cost of clamping near them.
+//
+// TODO(#3): the reference resamples images with a cubic spline (order 3) and label maps by
+// one-hot -> trilinear -> argmax; if localisation parity needs them, add both here (and in
+// the CUDA twins) rather than in the callers.
 package kernels

@@ -3,13 +3,14 @@
 
 Run from anywhere with Debian's interpreter (python3-scipy, python3-torch, Go on PATH):
 
-    /usr/bin/python3 build/bench/resample_compare.py [--repeat N] [--go-count N]
+    /usr/bin/python3 build/bench/resample_compare.py [--rounds N]
 
 It builds the synthetic volume of kernels/resample_bench_test.go (512 x 512 x 300 voxels at
 0.8 x 0.8 x 2.5 mm; keep both in step), times scipy.ndimage.zoom(order=1) and
 torch.nn.functional.interpolate(trilinear, align_corners=False, 2 threads) to the output
-size of the Go convention, runs the Go benchmark in the same run, and prints the medians and
-the ratios. The three use different grids (see the kernels package comment), so this compares
+size of the Go convention, runs the Go benchmarks in the same run (rounds interleave all of
+them), and prints the medians and the ratios; the intensity kernels are timed against numpy
+the same way. The three use different grids (see the kernels package comment), so this compares
 speed at equal output size, not values. Not part of the test suite.
 """
 
@@ -30,6 +31,7 @@ SHAPE_XYZ = (512, 512, 300)
 SPACING_XYZ = (0.8, 0.8, 2.5)
 TARGET_MM = 3.0
 GO_BENCH = "BenchmarkResampleTrilinearCT"
+GO_INTENSITY = ("BenchmarkNormalizeHUCT", "BenchmarkSAMWindowCT")
 
 
 def synthetic_ct():
@@ -62,59 +64,93 @@ def median_time(fn, repeat):
     return statistics.median(times)
 
 
-def go_bench(root, count):
-    cmd = ["go", "test", "-run", "^$", "-bench", "^%s$" % GO_BENCH, "-benchtime", "10x",
+def go_bench(root, names, count):
+    """Median seconds per op of each named Go benchmark in ./kernels/, and the command."""
+    pattern = "^(%s)$" % "|".join(names)
+    cmd = ["go", "test", "-run", "^$", "-bench", pattern, "-benchtime", "5x",
            "-count", str(count), "./kernels/"]
     res = subprocess.run(cmd, cwd=root, capture_output=True, text=True, check=False)
     if res.returncode != 0:
         sys.exit("go benchmark failed:\n" + res.stdout + res.stderr)
-    ns = [float(m) for m in re.findall(GO_BENCH + r"-\d+\s+\d+\s+([\d.]+) ns/op", res.stdout)]
-    if not ns:
-        sys.exit("no ns/op in go output:\n" + res.stdout)
-    return statistics.median(ns) / 1e9, " ".join(cmd)
+    out = {}
+    for name in names:
+        ns = [float(m) for m in re.findall(name + r"-\d+\s+\d+\s+([\d.]+) ns/op", res.stdout)]
+        if not ns:
+            sys.exit("no ns/op for %s in go output:\n%s" % (name, res.stdout))
+        out[name] = statistics.median(ns) / 1e9
+    return out, " ".join(cmd)
+
+
+def sam_window_numpy(vol):
+    """method.md section 5 step 2 as the reference writes it, on float64."""
+    data = vol.astype(np.float64)
+    pre = np.clip(data, -500, 1000)
+    pre = (pre - np.min(pre)) / (np.max(pre) - np.min(pre)) * 255.0
+    pre[data == 0] = 0
+    return np.uint8(pre)
+
+
+def normalize_hu_numpy(vol):
+    """MedLAM's piecewise-linear normalisation, vectorised with np.interp."""
+    return np.interp(vol, [-1000, -200, 200, 1500], [0, 0.2, 0.8, 1]).astype(np.float32)
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeat", type=int, default=5, help="timed runs of scipy and torch")
-    ap.add_argument("--go-count", type=int, default=5, help="go test -count")
+    ap.add_argument("--rounds", type=int, default=5,
+                    help="rounds; each times every implementation once, so that load from "
+                    "other processes falls on all of them alike")
+    ap.add_argument("--go-root", default=os.path.join(os.path.dirname(__file__), "..", ".."),
+                    help="module root holding ./kernels/ (default: this repository)")
     args = ap.parse_args()
-    root = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+    root = os.path.abspath(args.go_root)
 
     torch.set_num_threads(2)
     vol = synthetic_ct()
     ox, oy, oz = go_shape()
     out_zyx = (oz, oy, ox)
     zoom = tuple(o / n for o, n in zip(out_zyx, vol.shape))
-
-    got = scipy.ndimage.zoom(vol, zoom, order=1)
-    assert got.shape == out_zyx, (got.shape, out_zyx)
-    t_scipy = median_time(lambda: scipy.ndimage.zoom(vol, zoom, order=1), args.repeat)
-
     tv = torch.from_numpy(vol)[None, None]
+
+    def run_scipy():
+        return scipy.ndimage.zoom(vol, zoom, order=1)
 
     def run_torch():
         with torch.no_grad():
             return torch.nn.functional.interpolate(tv, size=out_zyx, mode="trilinear",
                                                    align_corners=False)
 
+    assert run_scipy().shape == out_zyx
     assert tuple(run_torch().shape[2:]) == out_zyx
-    t_torch = median_time(run_torch, max(args.repeat, 10))
+    names = (GO_BENCH,) + GO_INTENSITY
+    times = {k: [] for k in ("scipy", "torch", "sam", "hu") + names}
+    go_cmd = ""
+    for _ in range(args.rounds):
+        times["scipy"].append(median_time(run_scipy, 1))
+        times["torch"].append(median_time(run_torch, 3))
+        times["sam"].append(median_time(lambda: sam_window_numpy(vol), 1))
+        times["hu"].append(median_time(lambda: normalize_hu_numpy(vol), 1))
+        go_t, go_cmd = go_bench(root, names, 1)
+        for k, t in go_t.items():
+            times[k].append(t)
+    med = {k: statistics.median(v) for k, v in times.items()}
 
-    t_go, go_cmd = go_bench(root, args.go_count)
-
-    print("volume %s (x, y, z) at %s mm -> %s at %.0f mm; %d CPUs; scipy %s, torch %s"
+    print("volume %s (x, y, z) at %s mm -> %s at %.0f mm; %d CPUs; scipy %s, torch %s; "
+          "medians of %d interleaved rounds"
           % (SHAPE_XYZ, SPACING_XYZ, (ox, oy, oz), TARGET_MM, os.cpu_count(),
-             scipy.__version__, torch.__version__))
-    print("go: %s" % go_cmd)
-    print("%-44s %10s %12s" % ("implementation", "median s", "go speed-up"))
-    rows = [
-        ("scipy.ndimage.zoom order=1", t_scipy),
-        ("torch interpolate trilinear, 2 threads", t_torch),
-        ("go kernels.ResampleTrilinear", t_go),
-    ]
-    for name, t in rows:
+             scipy.__version__, torch.__version__, args.rounds))
+    print("go, each round: %s" % go_cmd)
+    print("%-44s %10s %12s" % ("resampling", "median s", "go speed-up"))
+    t_go = med[GO_BENCH]
+    for name, t in [("scipy.ndimage.zoom order=1", med["scipy"]),
+                    ("torch interpolate trilinear, 2 threads", med["torch"]),
+                    ("go kernels.ResampleTrilinear", t_go)]:
         print("%-44s %10.4f %11.2fx" % (name, t, t / t_go))
+    print("%-44s %10s %12s" % ("intensity, whole volume", "median s", "go speed-up"))
+    for name, key, bench in [("numpy SAM window (reference code)", "sam", GO_INTENSITY[1]),
+                             ("numpy np.interp HU normalisation", "hu", GO_INTENSITY[0])]:
+        print("%-44s %10.4f %11.2fx" % (name, med[key], med[key] / med[bench]))
+        print("%-44s %10.4f %11.2fx" % ("  go " + bench, med[bench], 1.0))
 
 
 if __name__ == "__main__":
