@@ -281,6 +281,8 @@ func parseExtensions(b []byte, bo binary.ByteOrder, start int64) (
 
 // readStream decodes the voxels from a sequential stream: one goroutine inflates chunks
 // while the caller converts the previous one. Float32 voxels are read straight into out.
+// TODO(#2): inflate itself is single-threaded and bounds .nii.gz reads; a block index
+// (as rapidgzip builds) would let several cores inflate one file.
 func readStream(r io.Reader, out []float32, dt Datatype, swap bool, plan *scalePlan) error {
 	if dt == Float32 {
 		if err := readFull(r, float32Bytes(out), "data"); err != nil {
