@@ -50,7 +50,11 @@ type SimilarityMatch struct {
 	// map of Patch^3 voxels.
 	Index [3]int
 	// Offset is Index - Patch/2 + 1 per axis: the reference's displacement in voxels of the
-	// patch grid, including its one-voxel bias.
+	// patch grid, including its one-voxel bias. The bias offsets the half-voxel shift of the
+	// align_corners-false resize from S+1 to Patch samples: for features displaced by d
+	// voxels from the template the maximum lands at Patch/2-1+d when d > 0 (Offset d) but at
+	// Patch/2+d when d < 0 (Offset d+1), as TestSimilarityKnownAnswer shows; at d = 0 the
+	// two candidates tie. The reference behaves the same; this reproduces it.
 	Offset [3]int
 	// Score is the fused score at Index: the sum over scales of the resized mean cosine
 	// similarities. The reference's max_sim adds 1 and the random bias of its freshly built

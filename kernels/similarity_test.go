@@ -602,3 +602,43 @@ func TestSimilarityMatchesTorch(t *testing.T) {
 			g.Score, c.Index[p], c.Score[p])
 	}
 }
+
+// TestSimilaritySteadyStateAllocations checks that a second Search of the same batch size
+// allocates nothing proportional to the data: only the few small objects of starting the
+// worker goroutines (ParallelFor): at most 4 KiB, where one feature map here is 384 KiB.
+func TestSimilaritySteadyStateAllocations(t *testing.T) {
+	tests := []struct {
+		name   string
+		points int
+	}{
+		{"one point", 1},
+		{"two chunks", similarityChunk + 1},
+	}
+	scales := []SimilarityScale{{16, 2, 3}, {32, 4, 3}, {32, 8, 2}}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			feats, kerns := randomInputs(rand.New(rand.NewPCG(8, 8)), scales, tc.points)
+			s, err := NewSimilaritySearch(scales, 32)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out := make([]SimilarityMatch, tc.points)
+			if err := s.Search(feats, kerns, out); err != nil {
+				t.Fatal(err)
+			}
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			if err := s.Search(feats, kerns, out); err != nil {
+				t.Fatal(err)
+			}
+			runtime.ReadMemStats(&after)
+			if b := after.TotalAlloc - before.TotalAlloc; b > 4096 {
+				t.Errorf("second search allocated %d bytes in %d objects", b,
+					after.Mallocs-before.Mallocs)
+			} else {
+				t.Logf("second search allocated %d bytes in %d objects", b,
+					after.Mallocs-before.Mallocs)
+			}
+		})
+	}
+}

@@ -119,21 +119,20 @@ def check_against_go(root):
 
 
 def go_bench(root, count):
-    """Median s/point of the Go benchmark for 1 and 8 points, and the command."""
-    cmd = ["go", "test", "-run", "^$", "-bench", "^%s$/points=(1|8)/asm=true" % GO_BENCH, "-benchtime",
-           "2x", "-count", str(count), "./kernels/"]
+    """Median s/point of the Go benchmark per (points, tile), and the command."""
+    cmd = ["go", "test", "-run", "^$", "-bench",
+           "^%s$/points=(1|8)/(avx2|avx512)$" % GO_BENCH, "-benchtime", "2x", "-count",
+           str(count), "./kernels/"]
     res = subprocess.run(cmd, cwd=root, capture_output=True, text=True, check=False)
     if res.returncode != 0:
         sys.exit("go benchmark failed:\n" + res.stdout + res.stderr)
-    out = {}
-    for points in (1, 8):
-        pat = r"%s/points=%d/asm=true-\d+\s+\d+\s+[\d.]+ ns/op.*?([\d.]+) s/point" % (
-            GO_BENCH, points)
-        vals = [float(v) for v in re.findall(pat, res.stdout)]
-        if not vals:
-            sys.exit("no s/point for %d points in go output:\n%s" % (points, res.stdout))
-        out[points] = statistics.median(vals)
-    return out, " ".join(cmd)
+    found = {}
+    pat = r"%s/points=(\d+)/(\w+)-\d+\s+\d+\s+[\d.]+ ns/op.*?([\d.]+) s/point" % GO_BENCH
+    for points, impl, sec in re.findall(pat, res.stdout):
+        found.setdefault((int(points), impl), []).append(float(sec))
+    if not found:
+        sys.exit("no assembly tile benchmarked (no AVX2 here?); go output:\n" + res.stdout)
+    return {key: statistics.median(v) for key, v in found.items()}, " ".join(cmd)
 
 
 def main():
@@ -163,11 +162,10 @@ def main():
                                              torch.get_num_threads()))
     print("go: %s" % go_cmd)
     print("%-46s %12s %12s" % ("implementation", "s per point", "vs torch"))
-    rows = [
-        ("torch reference (grouped conv3d), 1 point", t_torch),
-        ("go kernels.SimilaritySearch, 1 point", go_t[1]),
-        ("go kernels.SimilaritySearch, batch of 8", go_t[8]),
-    ]
+    rows = [("torch reference (grouped conv3d), 1 point", t_torch)]
+    for (points, impl), t in sorted(go_t.items()):
+        rows.append(("go SimilaritySearch, %d point%s, %s tile" % (
+            points, "s" if points > 1 else "", impl), t))
     for name, t in rows:
         print("%-46s %12.3f %11.2fx" % (name, t, t_torch / t))
 
