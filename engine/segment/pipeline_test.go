@@ -1,0 +1,125 @@
+package segment
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/medlsam-fast/medlsam-fast/engine/backend"
+	"github.com/medlsam-fast/medlsam-fast/engine/eval"
+	"github.com/medlsam-fast/medlsam-fast/engine/localize"
+	"github.com/medlsam-fast/medlsam-fast/engine/nifti"
+	"github.com/medlsam-fast/medlsam-fast/engine/ort"
+)
+
+var (
+	ctPath     = filepath.Join("..", "..", "..", "shared", "data", "ct", "abdomen_ct.nii.gz")
+	ctLabels   = filepath.Join("..", "..", "..", "shared", "data", "ct", "abdomen_ct_labels.nii.gz")
+	tinyModels = filepath.Join("..", "..", "testdata", "models")
+)
+
+func openTiny(t *testing.T, name string) *ort.Model {
+	t.Helper()
+	m, err := ort.Open(filepath.Join(tinyModels, name), ort.Options{BatchInvariant: true})
+	if errors.Is(err, backend.ErrUnavailable) {
+		t.Skipf("ONNX Runtime not available (%v); run bash build/install-onnxruntime.sh", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	return m
+}
+
+// TestPipelineCT runs the whole method on the shared abdomen CT with the tiny random models:
+// template set (the CT itself with its labels), localisation, segmentation, write, read
+// back, evaluation. The random models make the masks meaningless; the test checks the
+// plumbing, the call counts and the geometry.
+func TestPipelineCT(t *testing.T) {
+	for _, p := range []string{ctPath, ctLabels} {
+		if _, err := os.Stat(p); err != nil {
+			t.Skipf("shared CT data absent (%v); it lives in ../shared/data", err)
+		}
+	}
+	if testing.Short() {
+		t.Skip("whole pipeline: skipped in -short mode")
+	}
+	ctx := context.Background()
+	full, enc := openTiny(t, "medlam_tiny.onnx"), openTiny(t, "medlam_tiny-encoder.onnx")
+	samEnc, samDec := openTiny(t, "sam_tiny-encoder.onnx"), openTiny(t, "sam_tiny-decoder.onnx")
+	img, err := nifti.Read(ctPath, nifti.ReadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lab, err := nifti.Read(ctLabels, nifti.ReadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gi, err := localize.Prepare(img.Volume, ctPath, localize.Image)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gl, err := localize.Prepare(lab.Volume, ctLabels, localize.Labels)
+	if err != nil {
+		t.Fatal(err)
+	}
+	net := &localize.Network{Full: full, Encoder: enc, ModelSHA256: full.Manifest().SHA256}
+	organs := []localize.Organ{{Label: 1, Name: "spleen"}, {Label: 2, Name: "kidney_right"},
+		{Label: 5, Name: "liver"}}
+	cfg := localize.Config{Seed: 1, Logger: quiet}
+	ts, err := localize.BuildTemplateSet(ctx, net,
+		[]localize.Template{{Image: gi, Labels: gl}}, organs, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	loc, _, err := localize.Localize(ctx, net, ts, gi, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seg := FromLocalization(loc)
+	res, err := Segment(ctx, Models{Encoder: samEnc, Decoder: samDec}, img.Volume, ctPath,
+		seg, Config{BatchSize: 3, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := res.Report
+	touched := map[int]bool{}
+	boxes := 0
+	for _, o := range seg {
+		for k := o.Box.Min[2]; k <= o.Box.Max[2]; k++ {
+			touched[k] = true
+			boxes++
+		}
+	}
+	if r.SlicesEncoded != len(touched) || r.DecoderCalls != len(touched) ||
+		r.BoxesDecoded != boxes || r.EncoderBatches != (len(touched)+2)/3 {
+		t.Errorf("report: %d slices, %d batches, %d decoder calls, %d boxes; boxes touch %d "+
+			"slices with %d boxes", r.SlicesEncoded, r.EncoderBatches, r.DecoderCalls,
+			r.BoxesDecoded, len(touched), boxes)
+	}
+	out := filepath.Join(t.TempDir(), "mask.nii.gz")
+	if _, err := Write(res, img.Header, out, false); err != nil {
+		t.Fatal(err)
+	}
+	back, err := nifti.Read(out, nifti.ReadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if back.Volume.Shape != img.Volume.Shape || back.Volume.Affine != img.Volume.Affine {
+		t.Errorf("written mask geometry %v %v, query %v %v", back.Volume.Shape,
+			back.Volume.Affine, img.Volume.Shape, img.Volume.Affine)
+	}
+	scores, err := eval.ScoreSegmentation(back.Volume, lab.Volume, []int{1, 2, 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range scores {
+		if s.RefVoxels == 0 || (s.Dice != nil && (*s.Dice < 0 || *s.Dice > 1)) {
+			t.Errorf("score %+v", s)
+		}
+		t.Logf("label %d: pred %d ref %d voxels", s.Label, s.PredVoxels, s.RefVoxels)
+	}
+	t.Logf("times %+v", r.Times)
+}
