@@ -48,3 +48,14 @@ func gemmTileAVX2(kc int, a, b, dst *float32, offs *int)
 //
 //go:noescape
 func gemmTileAVX512(kc int, a, b, dst *float32, offs *int)
+
+// squareAddAVX2 adds src[i]^2 to dst[i] for i < n, n a multiple of 16; no bounds checks.
+//
+//go:noescape
+func squareAddAVX2(dst, src *float32, n int)
+
+// scatterScaleAVX2 writes dst[b*stride+j] = src[16b+j]*scale[16b+j] for b < blocks,
+// j < 16; no bounds checks.
+//
+//go:noescape
+func scatterScaleAVX2(dst *float32, stride int, src, scale *float32, blocks int)

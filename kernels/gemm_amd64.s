@@ -173,3 +173,62 @@ loop512:
 done512:
 	VZEROUPPER
 	RET
+
+// func squareAddAVX2(dst, src *float32, n int)
+//
+// dst[i] += src[i]*src[i] for i < n, n a multiple of 16.
+TEXT ·squareAddAVX2(SB), NOSPLIT, $0-24
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ n+16(FP), CX
+	SHRQ $4, CX
+	JZ   sqdone
+
+sqloop:
+	VMOVUPS     (SI), Y0
+	VMOVUPS     32(SI), Y1
+	VMOVUPS     (DI), Y2
+	VMOVUPS     32(DI), Y3
+	VFMADD231PS Y0, Y0, Y2
+	VFMADD231PS Y1, Y1, Y3
+	VMOVUPS     Y2, (DI)
+	VMOVUPS     Y3, 32(DI)
+	ADDQ        $64, SI
+	ADDQ        $64, DI
+	DECQ        CX
+	JNZ         sqloop
+
+sqdone:
+	VZEROUPPER
+	RET
+
+// func scatterScaleAVX2(dst *float32, stride int, src, scale *float32, blocks int)
+//
+// For b < blocks and j < 16: dst[b*stride+j] = src[16b+j] * scale[16b+j]; stride counts
+// float32 values.
+TEXT ·scatterScaleAVX2(SB), NOSPLIT, $0-40
+	MOVQ dst+0(FP), DI
+	MOVQ stride+8(FP), DX
+	SHLQ $2, DX
+	MOVQ src+16(FP), SI
+	MOVQ scale+24(FP), R8
+	MOVQ blocks+32(FP), CX
+	TESTQ CX, CX
+	JLE  scdone
+
+scloop:
+	VMOVUPS (SI), Y0
+	VMOVUPS 32(SI), Y1
+	VMULPS  (R8), Y0, Y0
+	VMULPS  32(R8), Y1, Y1
+	VMOVUPS Y0, (DI)
+	VMOVUPS Y1, 32(DI)
+	ADDQ    $64, SI
+	ADDQ    $64, R8
+	ADDQ    DX, DI
+	DECQ    CX
+	JNZ     scloop
+
+scdone:
+	VZEROUPPER
+	RET

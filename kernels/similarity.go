@@ -144,7 +144,7 @@ func NewSimilaritySearch(scales []SimilarityScale, patch int) (*SimilaritySearch
 				i, sc.Channels, maxSimilarityChannels)
 		}
 		s.scales = append(s.scales, newScaleGeom(sc, patch, s.impl.rows()))
-		maxPanel = max(maxPanel, sc.Channels*sc.Size)
+		maxPanel = max(maxPanel, sc.Channels*max(sc.Size, packRun))
 	}
 	s.pool = make(chan []float32, Workers())
 	for range Workers() {
@@ -304,13 +304,18 @@ func (s *SimilaritySearch) correlate(u simUnit, feats []float32, p0 int, panel [
 	feat := feats[(p0+u.point)*c*s3 : (p0+u.point+1)*c*s3]
 	fullMap := g.maps[u.point*W*W*W : (u.point+1)*W*W*W]
 	kern := g.packedK[u.point*k*g.taps*c : (u.point+1)*k*g.taps*c]
-	panel = panel[:c*S]
 	var offsBuf [maxTileRows]int
 	offs := offsBuf[:g.rows]
 	panelA := c * g.rows
 	for z := u.z0; z < min(u.z0+k, S); z++ {
+		// Rows are packed a run at a time: packRun contiguous values per channel read
+		// better than one row from each of c pages.
+		rows := max(packRun/S, 1)
 		for y := range S {
-			packRow(panel, feat, c, s3, (z*S+y)*S, S)
+			if y%rows == 0 {
+				packRow(s.impl, panel, feat, c, s3, (z*S+y)*S, min(rows, S-y)*S)
+			}
+			row := panel[y%rows*S*c : (y%rows+1)*S*c]
 			for tz := range k {
 				// Output plane z-tz+k-1 of the full map; only those the reference keeps.
 				oz := z - tz + k - 1
@@ -319,7 +324,7 @@ func (s *SimilaritySearch) correlate(u simUnit, feats []float32, p0 int, panel [
 				}
 				rowBase := (oz*W+y+k-1)*W + k - 1
 				for xb := 0; xb < S; xb += tileCols {
-					b := panel[xb*c : (xb+tileCols)*c]
+					b := row[xb*c : (xb+tileCols)*c]
 					base := rowBase + xb
 					for blk := range g.blocks {
 						for i := range offs {
@@ -334,14 +339,25 @@ func (s *SimilaritySearch) correlate(u simUnit, feats []float32, p0 int, panel [
 	}
 }
 
-// packRow packs one x-row of c channel maps (the row starts at index row of each channel's
-// map of s3 values; n voxels, a multiple of tileCols) as [n/tileCols][c][tileCols],
-// L2-normalised over channels.
-func packRow(panel, feat []float32, c, s3, row, n int) {
-	var inv [maxSimilaritySize]float32
+// packRun is how many consecutive voxels of each channel packRow reads at once, at most.
+const packRun = 256
+
+// packRow packs n consecutive voxels (whole x-rows; n a multiple of tileCols, at most
+// max(packRun, maxSimilaritySize)) of c channel maps, starting at index row of each
+// channel's map of s3 values, as [n/tileCols][c][tileCols], L2-normalised over channels.
+func packRow(impl gemmImpl, panel, feat []float32, c, s3, row, n int) {
+	var inv [max(packRun, maxSimilaritySize)]float32
 	norms := inv[:n]
+	if n%tileCols != 0 || len(panel) < n*c || row+(c-1)*s3+n > len(feat) {
+		panic(fmt.Sprintf("kernels: internal error: pack %d voxels at %d", n, row))
+	}
+	asm := impl >= implAVX2
 	for ch := range c {
 		src := feat[ch*s3+row : ch*s3+row+n]
+		if asm {
+			squareAddAVX2(&norms[0], &src[0], n)
+			continue
+		}
 		for x, v := range src {
 			norms[x] += v * v
 		}
@@ -351,6 +367,10 @@ func packRow(panel, feat []float32, c, s3, row, n int) {
 	}
 	for ch := range c {
 		src := feat[ch*s3+row : ch*s3+row+n]
+		if asm {
+			scatterScaleAVX2(&panel[ch*tileCols], c*tileCols, &src[0], &norms[0], n/tileCols)
+			continue
+		}
 		for xb := 0; xb < n; xb += tileCols {
 			d := (*[tileCols]float32)(panel[xb*c+ch*tileCols:])
 			sv := (*[tileCols]float32)(src[xb:])
