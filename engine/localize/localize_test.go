@@ -173,11 +173,12 @@ func TestLocalizeDeterministic(t *testing.T) {
 	net := fakeNet(t)
 	ts := buildSet(t, net, SPL, 8, 8) // z extents 14 and 30: 1 and 3 chunks
 	q := scene{dims: [3]int{80, 80, 80}, d: [3]int{2, -3, 4}}.image(t)
-	r1, p1, err := Localize(context.Background(), net, ts, q, Config{BatchSize: 1, Seed: 3, Logger: quiet.Logger})
+	ctx := context.Background()
+	r1, p1, err := Localize(ctx, net, ts, q, Config{BatchSize: 1, Seed: 3, Logger: quiet.Logger})
 	if err != nil {
 		t.Fatal(err)
 	}
-	r7, p7, err := Localize(context.Background(), net, ts, q, Config{BatchSize: 7, Seed: 3, Logger: quiet.Logger})
+	r7, p7, err := Localize(ctx, net, ts, q, Config{BatchSize: 7, Seed: 3, Logger: quiet.Logger})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -185,7 +186,8 @@ func TestLocalizeDeterministic(t *testing.T) {
 		t.Error("results differ between batch sizes 1 and 7")
 	}
 	p2 := &Points{}
-	if err := coarse(context.Background(), net, q, Config{Seed: 4, Logger: quiet.Logger}.withDefaults(), p2); err != nil {
+	cfg4 := Config{Seed: 4, Logger: quiet.Logger}.withDefaults()
+	if err := coarse(ctx, net, q, cfg4, p2); err != nil {
 		t.Fatal(err)
 	}
 	if reflect.DeepEqual(p1.CoarseCentres, p2.CoarseCentres) {
