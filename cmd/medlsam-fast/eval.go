@@ -1,0 +1,197 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/medlsam-fast/medlsam-fast/engine/eval"
+	"github.com/medlsam-fast/medlsam-fast/engine/localize"
+	"github.com/medlsam-fast/medlsam-fast/engine/nifti"
+)
+
+func init() {
+	register(command{
+		name:    "eval",
+		summary: "score masks (Dice, HD95) and boxes (IoU, wall distance) against a label map",
+		run:     runEval,
+	})
+}
+
+// evalReport is the JSON the eval subcommand writes.
+type evalReport struct {
+	Prediction string          `json:"prediction,omitempty"`
+	Labels     string          `json:"labels"`
+	Masks      []eval.SegScore `json:"masks,omitempty"`
+	Boxes      []evalBoxScore  `json:"boxes,omitempty"`
+	MeanDice   *float64        `json:"mean_dice,omitempty"`
+	MeanHD95   *float64        `json:"mean_hd95_mm,omitempty"`
+}
+
+// evalBoxScore is one organ's localisation score; null when the label map lacks the organ.
+type evalBoxScore struct {
+	Label int       `json:"label"`
+	Name  string    `json:"name,omitempty"`
+	Box   eval.Box  `json:"box"`
+	Ref   *eval.Box `json:"reference,omitempty"`
+	IoU   *float64  `json:"iou"`
+	WD    *float64  `json:"wall_distance_mm"`
+}
+
+func runEval(args []string, stdout io.Writer) error {
+	fs := newFlags("eval", "LABELS.nii[.gz]", stdout)
+	pred := fs.String("mask", "", "predicted label map (the segment command's output)")
+	boxes := fs.String("boxes", "", "a localize JSON result to score its boxes")
+	organs := fs.String("organs", "", "comma-separated labels to score (default: the "+
+		"prediction's labels, or the boxes' organs)")
+	out := fs.StringP("out", "o", "", "write the JSON here (default: stdout)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return fmt.Errorf("%w: want exactly one reference label map", errUsage)
+	}
+	if *pred == "" && *boxes == "" {
+		return fmt.Errorf("%w: give --mask, --boxes or both", errUsage)
+	}
+	refPath := fs.Arg(0)
+	ref, err := nifti.Read(refPath, nifti.ReadOptions{})
+	if err != nil {
+		return err
+	}
+	var labels []int
+	if *organs != "" {
+		for _, s := range strings.Split(*organs, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(s))
+			if err != nil || n <= 0 {
+				return fmt.Errorf("%w: --organs: %q is not a positive label", errUsage, s)
+			}
+			labels = append(labels, n)
+		}
+	}
+	rep := evalReport{Prediction: *pred, Labels: refPath}
+	if *pred != "" {
+		p, err := nifti.Read(*pred, nifti.ReadOptions{})
+		if err != nil {
+			return err
+		}
+		if p.Volume.Shape != ref.Volume.Shape {
+			return fmt.Errorf("eval: mask %s has shape %v, labels %s %v", *pred,
+				p.Volume.Shape, refPath, ref.Volume.Shape)
+		}
+		if !sameAffine(p.Volume.Affine, ref.Volume.Affine) {
+			return fmt.Errorf("eval: mask %s and labels %s have different affines", *pred,
+				refPath)
+		}
+		ls := labels
+		if ls == nil {
+			ls = presentLabels(p.Volume.Data)
+		}
+		rep.Masks, err = eval.ScoreSegmentation(p.Volume, ref.Volume, ls)
+		if err != nil {
+			return err
+		}
+		var sd, sh float64
+		var nd, nh int
+		for _, s := range rep.Masks {
+			if s.Dice != nil {
+				sd += *s.Dice
+				nd++
+			}
+			if s.HD95 != nil {
+				sh += *s.HD95
+				nh++
+			}
+		}
+		if nd > 0 {
+			m := sd / float64(nd)
+			rep.MeanDice = &m
+		}
+		if nh > 0 {
+			m := sh / float64(nh)
+			rep.MeanHD95 = &m
+		}
+	}
+	if *boxes != "" {
+		b, err := os.ReadFile(*boxes)
+		if err != nil {
+			return fmt.Errorf("eval: %w", err)
+		}
+		var loc localize.Result
+		if err := json.Unmarshal(b, &loc); err != nil {
+			return fmt.Errorf("eval: boxes file %s: %w", *boxes, err)
+		}
+		if loc.Shape != ref.Volume.Shape {
+			return fmt.Errorf("eval: boxes file %s is for shape %v, labels %s are %v", *boxes,
+				loc.Shape, refPath, ref.Volume.Shape)
+		}
+		for _, o := range loc.Organs {
+			if labels != nil && !containsInt(labels, o.Label) {
+				continue
+			}
+			s := evalBoxScore{Label: o.Label, Name: o.Name, Box: o.Box}
+			rb, ok, err := eval.LabelBox(ref.Volume, o.Label)
+			if err != nil {
+				return err
+			}
+			if ok {
+				iou := eval.IoU(o.Box, rb)
+				wd := eval.WallDistance(o.Box, rb, ref.Volume.Spacing)
+				s.Ref, s.IoU, s.WD = &rb, &iou, &wd
+			}
+			rep.Boxes = append(rep.Boxes, s)
+		}
+	}
+	b, err := json.MarshalIndent(rep, "", "  ")
+	if err != nil {
+		return fmt.Errorf("eval: %w", err)
+	}
+	b = append(b, '\n')
+	if *out == "" {
+		_, err = stdout.Write(b)
+		return err
+	}
+	return writeFileAtomic(*out, b)
+}
+
+// presentLabels returns the positive integer labels present in data, ascending.
+func presentLabels(data []float32) []int {
+	seen := map[int]bool{}
+	for _, v := range data {
+		if l := int(math.Round(float64(v))); l > 0 {
+			seen[l] = true
+		}
+	}
+	out := make([]int, 0, len(seen))
+	for l := 1; len(out) < len(seen); l++ {
+		if seen[l] {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+func containsInt(s []int, v int) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+// sameAffine compares two affines to within 1e-3 mm (NIfTI-1 stores them as float32).
+func sameAffine(a, b [4][4]float64) bool {
+	for r := 0; r < 4; r++ {
+		for c := 0; c < 4; c++ {
+			if math.Abs(a[r][c]-b[r][c]) > 1e-3*max(1, math.Abs(a[r][c])) {
+				return false
+			}
+		}
+	}
+	return true
+}
