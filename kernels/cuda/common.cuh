@@ -1,0 +1,119 @@
+// Shared declarations of the medlsam-fast CUDA kernels: the status every exported entry
+// fills, and (for the .cu files only) the helpers that fill it.
+//
+// The C part of this header is plain C99 so that cgo can include it: device pointers cross
+// the boundary as 64-bit integers, streams and events as opaque pointers. No entry keeps a
+// pointer it was given after it returns, except the device and pinned addresses that the
+// caller owns and the stream work it enqueued. Nothing here calls exit or abort.
+#ifndef MEDLSAM_COMMON_CUH
+#define MEDLSAM_COMMON_CUH
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+// Status codes of every mlk_ entry. Mirrored by the Go package kernels/gpu.
+enum {
+    MLK_OK = 0,
+    MLK_EINVAL = 1, // bad argument: shape, size, null pointer or stream
+    MLK_ENOMEM = 2, // out of device or pinned host memory
+    MLK_ENODEV = 3, // no CUDA-capable device, or the driver is missing or too old
+    MLK_ECUDA = 4,  // any other CUDA runtime error (its code is in mlk_status.cuda)
+};
+
+#define MLK_MSG_LEN 256
+
+// mlk_status is filled by every entry: code as returned, the CUDA runtime error code when
+// one caused it (else 0), and a NUL-terminated message. The caller owns it; it may be NULL.
+typedef struct {
+    int code;
+    int cuda;
+    char msg[MLK_MSG_LEN];
+} mlk_status;
+
+// Opaque handles of a cudaStream_t and a cudaEvent_t.
+typedef struct mlk_stream_s *mlk_stream;
+typedef struct mlk_event_s *mlk_event;
+
+#ifdef __cplusplus
+}
+#endif
+
+#ifdef __CUDACC__
+#include <cuda_runtime.h>
+#include <stdarg.h>
+#include <stdio.h>
+
+// mlk_set fills st (when not NULL) and returns code.
+static inline int mlk_set(mlk_status *st, int code, int cuda, const char *fmt, ...) {
+    if (st != NULL) {
+        st->code = code;
+        st->cuda = cuda;
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(st->msg, MLK_MSG_LEN, fmt, ap);
+        va_end(ap);
+    }
+    return code;
+}
+
+static inline int mlk_ok(mlk_status *st) {
+    if (st != NULL) {
+        st->code = MLK_OK;
+        st->cuda = 0;
+        st->msg[0] = '\0';
+    }
+    return MLK_OK;
+}
+
+// mlk_cuda turns a CUDA runtime result into a status; what names the failed step. The
+// sticky error state is cleared with cudaGetLastError so a later entry starts clean.
+static inline int mlk_cuda(mlk_status *st, cudaError_t e, const char *what) {
+    if (e == cudaSuccess) {
+        return MLK_OK;
+    }
+    (void)cudaGetLastError();
+    int code = MLK_ECUDA;
+    if (e == cudaErrorMemoryAllocation) {
+        code = MLK_ENOMEM;
+    } else if (e == cudaErrorNoDevice || e == cudaErrorInsufficientDriver ||
+               e == cudaErrorInvalidDevice) {
+        code = MLK_ENODEV;
+    }
+    return mlk_set(st, code, (int)e, "%s: %s (%s)", what, cudaGetErrorString(e), cudaGetErrorName(e));
+}
+
+#define MLK_TRY(st, call)                                                                      \
+    do {                                                                                       \
+        int mlk_rc_ = mlk_cuda((st), (call), #call);                                           \
+        if (mlk_rc_ != MLK_OK) {                                                               \
+            return mlk_rc_;                                                                    \
+        }                                                                                      \
+    } while (0)
+
+// mlk_enter sets the device of an entry and checks its stream: no entry uses the legacy
+// default stream.
+static inline int mlk_enter(mlk_status *st, int dev, mlk_stream s, const char *op) {
+    if (s == NULL) {
+        return mlk_set(st, MLK_EINVAL, 0, "%s: stream is NULL (the default stream is not used)", op);
+    }
+    return mlk_cuda(st, cudaSetDevice(dev), "cudaSetDevice");
+}
+
+static inline cudaStream_t mlk_cu(mlk_stream s) { return (cudaStream_t)s; }
+
+// mlk_blocks returns the number of blocks of threads covering n items, capped for grid-stride
+// loops.
+static inline unsigned mlk_blocks(size_t n, unsigned threads, unsigned cap) {
+    size_t b = (n + threads - 1) / threads;
+    if (b < 1) {
+        b = 1;
+    }
+    return (unsigned)(b < cap ? b : cap);
+}
+#endif // __CUDACC__
+
+#endif // MEDLSAM_COMMON_CUH
