@@ -8,3 +8,5 @@ require (
 )
 
 require github.com/klauspost/compress v1.20.4
+
+require github.com/NVIDIA/go-nvml v0.13.4-1

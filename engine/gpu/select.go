@@ -1,0 +1,180 @@
+package gpu
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"strings"
+
+	"github.com/medlsam-fast/medlsam-fast/engine/backend"
+	"github.com/medlsam-fast/medlsam-fast/trt"
+)
+
+// Backend names what Select chose.
+type Backend string
+
+// The backends.
+const (
+	CPU      Backend = "cpu"      // ONNX Runtime and the Go kernels (package engine/ort)
+	TensorRT Backend = "tensorrt" // TensorRT engines and the CUDA kernels
+)
+
+// Mode is the user's request (the --backend flag).
+type Mode string
+
+// The modes: auto takes the GPU when everything it needs is present, else the CPU.
+const (
+	ModeAuto Mode = "auto"
+	ModeGPU  Mode = "gpu"
+	ModeCPU  Mode = "cpu"
+)
+
+// ParseMode reads a --backend value.
+func ParseMode(s string) (Mode, error) {
+	switch m := Mode(strings.ToLower(s)); m {
+	case ModeAuto, ModeGPU, ModeCPU:
+		return m, nil
+	}
+	return "", fmt.Errorf("gpu: backend %q: want auto, gpu or cpu", s)
+}
+
+// Env is what Select looks at; each field is replaceable by a fake in tests.
+type Env struct {
+	// Probe finds the GPUs (NVML{} on a real machine).
+	Probe Prober
+	// TensorRTBuilt and CUDABuilt say whether this binary has the TensorRT shim and the CUDA
+	// kernels linked in (trt.Built and the kernels' equivalent).
+	TensorRTBuilt func() bool
+	CUDABuilt     func() bool
+	// TensorRTVersion is the TensorRT library loaded (trt.LibraryVersion).
+	TensorRTVersion func() (trt.Version, error)
+	// Engines is the directory of engine plans; Models the model names (manifest "model"
+	// field) the run needs, e.g. "medlam", "sam-encoder", "sam-decoder".
+	Engines string
+	Models  []string
+	// Scan checks the engines in a directory against a machine (trt.ScanEngines).
+	Scan func(dir string, mach trt.Machine) ([]trt.EngineStatus, error)
+}
+
+// DefaultEnv returns the real environment for the given engines directory and models.
+// CUDABuilt must be supplied by the caller that links the kernels.
+// TODO(#6): take CUDABuilt from kernels/gpu once that package lands.
+func DefaultEnv(engines string, models []string, cudaBuilt func() bool) Env {
+	return Env{Probe: NVML{}, TensorRTBuilt: trt.Built, CUDABuilt: cudaBuilt,
+		TensorRTVersion: trt.LibraryVersion, Engines: engines, Models: models,
+		Scan: trt.ScanEngines}
+}
+
+// Choice is Select's decision.
+type Choice struct {
+	Backend Backend
+	// Reason says why the CPU was chosen (empty for the GPU).
+	Reason string
+	// Device is the GPU chosen (the one with the most free memory); Machine what engines
+	// must match on it.
+	Device  Device
+	Machine trt.Machine
+	// Engines maps each model to its plan file.
+	Engines map[string]string
+	// EncoderBatch is the SAM encoder batch that fits in the device's free memory.
+	EncoderBatch int
+}
+
+// ErrGPURequested is returned by Select when ModeGPU was asked for and the GPU backend cannot
+// run; it wraps backend.ErrUnavailable.
+var ErrGPURequested = fmt.Errorf("gpu: --backend gpu requested but unavailable: %w",
+	backend.ErrUnavailable)
+
+// Select chooses the backend. ModeCPU gives the CPU. Otherwise the GPU backend is chosen
+// when the binary has TensorRT and the CUDA kernels, a GPU is present, and every model in
+// env.Models has an engine in env.Engines built for this GPU and TensorRT version, and the
+// encoder batch fits in free memory; if something is missing, ModeAuto falls back to the CPU
+// and logs why on log (one Info record), while ModeGPU returns an error wrapping
+// ErrGPURequested that says why.
+func Select(mode Mode, env Env, log *slog.Logger) (Choice, error) {
+	if mode == ModeCPU {
+		return Choice{Backend: CPU, Reason: "--backend cpu requested"}, nil
+	}
+	c, why := tryGPU(env)
+	if why == "" {
+		log.Info("gpu backend selected", "gpu", c.Device.Name, "tensorrt", c.Machine.TensorRT,
+			"encoder_batch", c.EncoderBatch)
+		return c, nil
+	}
+	if mode == ModeGPU {
+		return Choice{}, fmt.Errorf("%w: %s", ErrGPURequested, why)
+	}
+	log.Info("gpu backend not used; running on the CPU", "reason", why)
+	return Choice{Backend: CPU, Reason: why}, nil
+}
+
+// tryGPU checks every requirement in order and returns the first one missing.
+func tryGPU(env Env) (Choice, string) {
+	if env.TensorRTBuilt == nil || !env.TensorRTBuilt() {
+		return Choice{}, "this binary was built without TensorRT (build with -tags tensorrt)"
+	}
+	if env.CUDABuilt == nil || !env.CUDABuilt() {
+		return Choice{}, "this binary was built without the CUDA kernels (build with -tags cuda)"
+	}
+	rep, err := env.Probe.Probe()
+	if err != nil {
+		return Choice{}, err.Error()
+	}
+	if len(rep.Devices) == 0 {
+		return Choice{}, "no GPU found"
+	}
+	dev := rep.Devices[0]
+	for _, d := range rep.Devices[1:] {
+		if d.MemoryFree > dev.MemoryFree {
+			dev = d
+		}
+	}
+	ver, err := env.TensorRTVersion()
+	if err != nil {
+		return Choice{}, err.Error()
+	}
+	c := Choice{Backend: TensorRT, Device: dev, Engines: map[string]string{},
+		Machine: trt.Machine{GPUName: dev.Name, ComputeCapability: dev.ComputeCapability,
+			TensorRT: ver}}
+	if env.Engines == "" {
+		return Choice{}, "no engines directory given (--engines)"
+	}
+	found, err := env.Scan(env.Engines, c.Machine)
+	if err != nil {
+		return Choice{}, err.Error()
+	}
+	var problems []string
+	for _, model := range env.Models {
+		var errs []error
+		for _, st := range found {
+			if st.Manifest == nil || st.Manifest.Model != model {
+				continue
+			}
+			if st.Err == nil {
+				c.Engines[model] = st.Plan
+				break
+			}
+			errs = append(errs, st.Err)
+		}
+		if _, ok := c.Engines[model]; ok {
+			continue
+		}
+		if len(errs) == 0 {
+			problems = append(problems, fmt.Sprintf("no %s engine in %s", model,
+				filepath.Clean(env.Engines)))
+		} else {
+			problems = append(problems, errors.Join(errs...).Error())
+		}
+	}
+	if len(problems) > 0 {
+		return Choice{}, strings.Join(problems, "; ")
+	}
+	c.EncoderBatch = EncoderBatch(dev.MemoryFree, EncoderFixedBytes, EncoderBytesPerImage,
+		HeadroomBytes, 32)
+	if c.EncoderBatch == 0 {
+		return Choice{}, fmt.Sprintf("%s has %d MiB free, too little for the SAM encoder",
+			dev.Name, dev.MemoryFree>>20)
+	}
+	return c, ""
+}

@@ -1,0 +1,177 @@
+package gpu
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"testing"
+
+	"github.com/medlsam-fast/medlsam-fast/engine/backend"
+	"github.com/medlsam-fast/medlsam-fast/trt"
+)
+
+type fakeProber struct {
+	rep Report
+	err error
+}
+
+func (f fakeProber) Probe() (Report, error) { return f.rep, f.err }
+
+var h200 = Device{Name: "NVIDIA H200", ComputeCapability: "9.0", MemoryTotal: 141 << 30,
+	MemoryFree: 139 << 30}
+
+// fakeScan reports one engine per model in models, matching unless bad names it.
+type scanFunc = func(string, trt.Machine) ([]trt.EngineStatus, error)
+
+func fakeScan(models []string, bad map[string]bool) scanFunc {
+	return func(dir string, mach trt.Machine) ([]trt.EngineStatus, error) {
+		var out []trt.EngineStatus
+		for _, m := range models {
+			st := trt.EngineStatus{Plan: dir + "/" + m + ".plan", Manifest: &trt.EngineManifest{
+				Manifest: backend.Manifest{Model: m}}}
+			if bad[m] {
+				st.Err = fmt.Errorf("%w: %s built for another GPU", trt.ErrEngineMismatch, m)
+			}
+			out = append(out, st)
+		}
+		return out, nil
+	}
+}
+
+func goodEnv() Env {
+	models := []string{"medlam", "sam-encoder", "sam-decoder"}
+	return Env{
+		Probe:           fakeProber{rep: Report{Driver: "560.35.03", Devices: []Device{h200}}},
+		TensorRTBuilt:   func() bool { return true },
+		CUDABuilt:       func() bool { return true },
+		TensorRTVersion: func() (trt.Version, error) { return trt.Version{10, 13, 0}, nil },
+		Engines:         "engines",
+		Models:          models,
+		Scan:            fakeScan(models, nil),
+	}
+}
+
+func TestSelect(t *testing.T) {
+	tests := []struct {
+		name   string
+		mode   Mode
+		edit   func(e *Env)
+		want   Backend
+		reason string // in the reason (CPU) or the error (ModeGPU)
+	}{
+		{name: "all present", mode: ModeAuto, want: TensorRT},
+		{name: "cpu requested", mode: ModeCPU, want: CPU, reason: "--backend cpu"},
+		{name: "no tensorrt", mode: ModeAuto, want: CPU, reason: "without TensorRT",
+			edit: func(e *Env) { e.TensorRTBuilt = func() bool { return false } }},
+		{name: "no cuda", mode: ModeAuto, want: CPU, reason: "without the CUDA kernels",
+			edit: func(e *Env) { e.CUDABuilt = nil }},
+		{name: "no gpu", mode: ModeAuto, want: CPU, reason: "no NVIDIA GPU",
+			edit: func(e *Env) {
+				e.Probe = fakeProber{err: fmt.Errorf("%w: NVML: library not found", ErrNoGPU)}
+			}},
+		{name: "no engines dir", mode: ModeAuto, want: CPU, reason: "--engines",
+			edit: func(e *Env) { e.Engines = "" }},
+		{name: "engine missing", mode: ModeAuto, want: CPU, reason: "no sam-decoder engine",
+			edit: func(e *Env) { e.Scan = fakeScan([]string{"medlam", "sam-encoder"}, nil) }},
+		{name: "engine for another gpu", mode: ModeAuto, want: CPU,
+			reason: "medlam built for another GPU",
+			edit: func(e *Env) {
+				e.Scan = fakeScan(e.Models, map[string]bool{"medlam": true})
+			}},
+		{name: "too little memory", mode: ModeAuto, want: CPU, reason: "too little for the SAM encoder",
+			edit: func(e *Env) {
+				d := h200
+				d.MemoryFree = 3 << 30
+				e.Probe = fakeProber{rep: Report{Devices: []Device{d}}}
+			}},
+		{name: "gpu requested, missing", mode: ModeGPU, reason: "without TensorRT",
+			edit: func(e *Env) { e.TensorRTBuilt = func() bool { return false } }},
+		{name: "gpu requested, present", mode: ModeGPU, want: TensorRT},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			env := goodEnv()
+			if tc.edit != nil {
+				tc.edit(&env)
+			}
+			var logs bytes.Buffer
+			c, err := Select(tc.mode, env, slog.New(slog.NewTextHandler(&logs, nil)))
+			if tc.want == "" {
+				if !errors.Is(err, ErrGPURequested) || !errors.Is(err, backend.ErrUnavailable) ||
+					!strings.Contains(err.Error(), tc.reason) {
+					t.Fatalf("Select = %+v, %v; want ErrGPURequested saying %q", c, err, tc.reason)
+				}
+				return
+			}
+			if err != nil || c.Backend != tc.want {
+				t.Fatalf("Select = %+v, %v; want %s", c, err, tc.want)
+			}
+			if tc.want == CPU {
+				if !strings.Contains(c.Reason, tc.reason) {
+					t.Errorf("reason %q, want %q", c.Reason, tc.reason)
+				}
+				if tc.mode == ModeAuto && (!strings.Contains(logs.String(), "running on the CPU") ||
+					!strings.Contains(logs.String(), tc.reason)) {
+					t.Errorf("fallback not logged with its reason: %q", logs.String())
+				}
+				return
+			}
+			if c.Engines["sam-encoder"] != "engines/sam-encoder.plan" || c.EncoderBatch != 32 ||
+				c.Machine.GPUName != "NVIDIA H200" {
+				t.Errorf("choice %+v", c)
+			}
+		})
+	}
+}
+
+func TestSelectPicksFreestGPU(t *testing.T) {
+	env := goodEnv()
+	busy, idle := h200, h200
+	busy.Index, busy.MemoryFree = 0, 10<<30
+	idle.Index = 1
+	env.Probe = fakeProber{rep: Report{Devices: []Device{busy, idle}}}
+	c, err := Select(ModeAuto, env, slog.New(slog.NewTextHandler(&bytes.Buffer{}, nil)))
+	if err != nil || c.Device.Index != 1 {
+		t.Errorf("Select chose %+v, %v; want device 1", c.Device, err)
+	}
+}
+
+func TestEncoderBatch(t *testing.T) {
+	const gib = 1 << 30
+	tests := []struct {
+		free     uint64
+		maxBatch int
+		want     int
+	}{
+		{139 * gib, 32, 32},      // H200: room for far more than 32
+		{24 * gib, 32, 32},       // (24-1-2) GiB / 640 MiB = 33 images -> 32
+		{20 * gib, 32, 16},       // 17 GiB / 640 MiB = 27 -> 16
+		{16 * gib, 32, 16},       // 13 GiB / 640 MiB = 20 -> 16
+		{8 * gib, 32, 8},         // 5 GiB / 640 MiB = 8
+		{3*gib + 640<<20, 32, 1}, // exactly one image
+		{3 * gib, 32, 0},         // nothing left after headroom and weights
+		{2 * gib, 32, 0},
+		{139 * gib, 4, 4},
+		{139 * gib, 0, 0},
+	}
+	for _, tc := range tests {
+		got := EncoderBatch(tc.free, EncoderFixedBytes, EncoderBytesPerImage, HeadroomBytes,
+			tc.maxBatch)
+		if got != tc.want {
+			t.Errorf("EncoderBatch(%d MiB, max %d) = %d, want %d", tc.free>>20, tc.maxBatch,
+				got, tc.want)
+		}
+	}
+}
+
+func TestParseMode(t *testing.T) {
+	for in, want := range map[string]Mode{"auto": ModeAuto, "GPU": ModeGPU, "cpu": ModeCPU,
+		"tensorrt": ""} {
+		got, err := ParseMode(in)
+		if got != want || (err != nil) != (want == "") {
+			t.Errorf("ParseMode(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+}
