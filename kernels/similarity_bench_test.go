@@ -8,8 +8,8 @@ import (
 
 // BenchmarkSimilaritySearch times the whole search (normalisation, correlation at the three
 // MedLAM scales with 96 channels, resize, sum, argmax) for one point and for a batch of 8,
-// with each GEMM tile the CPU can run (the portable one for one point only). "GMAC/s" counts the correlation's
-// multiply-adds, k^3*C*S^3 per scale and point (13.4 G per point).
+// with each GEMM tile the CPU can run (the portable one for one point only). "GMAC/s"
+// counts the correlation's multiply-adds, k^3*C*S^3 per scale and point (13.4 G per point).
 func BenchmarkSimilaritySearch(b *testing.B) {
 	scales := MedLAMScales(96)
 	var macs float64
