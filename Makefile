@@ -52,17 +52,23 @@ check: test fuzz
 	@if command -v nvcc >/dev/null 2>&1; then $(MAKE) cuda cuda-test-bins; \
 	else echo "check: CUDA build skipped: nvcc not found (bash build/setup.sh --cuda)"; fi
 
-# cuda builds the static kernel library with CMake, then the cuda-tagged binary.
+# cuda builds the static kernel library with CMake (kernels/cuda/*.cu), then the
+# cuda-tagged binary, which links it and the static CUDA runtime (kernels/gpu/native.go).
 cuda:
 	cmake -S . -B $(CUDA_OUT) -DCMAKE_BUILD_TYPE=Release
 	cmake --build $(CUDA_OUT) -j2
 	$(GO) build -tags cuda -trimpath -o bin/medlsam-fast-cuda ./cmd/medlsam-fast
 
-# cuda-test-bins compiles and links the cuda-tagged test binaries (to carry to a GPU machine).
+# cuda-test-bins compiles and links the GPU test binaries, to carry to a GPU machine without
+# Go (bash build/gpu-check.sh runs them): gpu.test, and gpu-cgocheck2.test built with
+# GOEXPERIMENT=cgocheck2, which checks every pointer that crosses into C at run time.
+GPU_TEST_PKGS := ./kernels/gpu
 cuda-test-bins: cuda
 	mkdir -p bin/gpu-tests
-	for p in $$($(GO) list -tags cuda -f '{{if .TestGoFiles}}{{.ImportPath}}{{end}}' ./kernels/...); do \
-		$(GO) test -tags cuda -c -o bin/gpu-tests/$$(basename $$p).test $$p || exit 1; done
+	for p in $(GPU_TEST_PKGS); do \
+		$(GO) test -tags cuda -c -o bin/gpu-tests/$$(basename $$p).test $$p || exit 1; \
+		GOEXPERIMENT=cgocheck2 $(GO) test -tags cuda -c \
+			-o bin/gpu-tests/$$(basename $$p)-cgocheck2.test $$p || exit 1; done
 
 models: models-medlam models-sam
 
