@@ -17,6 +17,10 @@
 // methods of Device (ResampleTrilinear, NormalizeHU, ...) have the signatures of their CPU
 // counterparts in package kernels: they stage the data through pooled pinned buffers.
 //
+// TODO(#5): CUDA twins of kernels/sampre.go (SAM slice preprocessing, fp16 and fp32 output)
+// and kernels/maskpost.go (logit upsampling, threshold, scatter) are not written yet; the
+// pipeline must use the CPU versions of those two until they are.
+//
 // # Errors
 //
 // Native failures become *Error values (operation, code, message); errors.Is matches
