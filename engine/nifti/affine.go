@@ -14,9 +14,19 @@ func validXform(c int32) bool { return c >= 0 && c <= 5 }
 
 // BestAffine returns the voxel-to-world affine nibabel's get_best_affine returns for h:
 // the sform when sform_code > 0, else the qform when qform_code > 0, else the fallback
-// built from the shape and pixdim (see BaseAffine).
+// built from the shape and pixdim (see BaseAffine). Unlike nibabel it refuses, with an
+// error naming the field, a chosen sform or qform that holds a NaN or an infinity, and a
+// quaternion that is not a unit quaternion.
 func (h *Header) BestAffine() (volume.Affine, error) {
 	if h.SformCode > 0 {
+		for r, row := range [3]*[4]float64{&h.SrowX, &h.SrowY, &h.SrowZ} {
+			for c, x := range row {
+				if math.IsNaN(x) || math.IsInf(x, 0) {
+					return volume.Affine{}, fmt.Errorf("srow_%c[%d] = %v: the sform "+
+						"(sform_code = %d) must be finite", "xyz"[r], c, x, h.SformCode)
+				}
+			}
+		}
 		return h.SformAffine(), nil
 	}
 	if h.QformCode > 0 {
@@ -54,15 +64,26 @@ func (h *Header) BaseAffine() volume.Affine {
 }
 
 // QformAffine returns the affine encoded by the quaternion, pixdim, qfac and qoffset fields,
-// whatever qform_code. It reproduces nibabel bit for bit: nibabel computes the rotation in
-// x87 extended precision (numpy longdouble, 64-bit mantissa) and rounds the result to
-// float64, so the arithmetic here runs in big.Float with 64 bits of mantissa, in nibabel's
-// order of operations.
+// whatever qform_code, or an error when quatern_b/c/d, qoffset_x/y/z or pixdim[1..3] are
+// not finite or b²+c²+d² exceeds 1. It reproduces nibabel bit for bit: nibabel computes the
+// rotation in x87 extended precision (numpy longdouble, 64-bit mantissa) and rounds the
+// result to float64, so the arithmetic here runs in big.Float with 64 bits of mantissa, in
+// nibabel's order of operations.
 func (h *Header) QformAffine() (volume.Affine, error) {
 	// nibabel's quaternion_threshold: -3 eps of the header's float type.
 	thresh := -3 * 0x1p-23
 	if h.Version == 2 {
 		thresh = -3 * 0x1p-52
+	}
+	for _, q := range []struct {
+		name string
+		v    float64
+	}{{"quatern_b", h.QuaternB}, {"quatern_c", h.QuaternC}, {"quatern_d", h.QuaternD},
+		{"qoffset_x", h.QoffsetX}, {"qoffset_y", h.QoffsetY}, {"qoffset_z", h.QoffsetZ},
+		{"pixdim[1]", h.Pixdim[1]}, {"pixdim[2]", h.Pixdim[2]}, {"pixdim[3]", h.Pixdim[3]}} {
+		if math.IsNaN(q.v) || math.IsInf(q.v, 0) {
+			return volume.Affine{}, fmt.Errorf("%s = %v: the qform must be finite", q.name, q.v)
+		}
 	}
 	x, y, z := ext(h.QuaternB), ext(h.QuaternC), ext(h.QuaternD)
 	// fillpositive: w2 = 1 - ((0 + x*x) + y*y) + z*z), w = sqrt(w2) or 0 just below zero.

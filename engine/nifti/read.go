@@ -50,9 +50,10 @@ type Image struct {
 // 1..7, non-positive dims, more than one volume, voxel counts that overflow or exceed the
 // cap, unsupported datatypes, bitpix not matching the datatype, zero, negative or
 // non-finite pixdim[1..3] (nibabel repairs those), vox_offset before the end of the
-// header or beyond the file, malformed extensions and data shorter than the header
-// promises. Invalid qform/sform codes are treated as 0 and a qfac other than -1 as 1, as
-// nibabel does.
+// header or beyond the file, malformed extensions, data shorter than the header promises,
+// and a chosen sform or qform with a NaN or infinite entry or a quaternion that is not a
+// unit quaternion. Invalid qform/sform codes are treated as 0 and a qfac other than -1 as
+// 1, as nibabel does.
 func Read(path string, opt ReadOptions) (*Image, error) {
 	f, err := os.Open(path)
 	if err != nil {

@@ -237,6 +237,24 @@ func TestReadErrors(t *testing.T) {
 			le.PutUint32(b[260:], math.Float32bits(0.9))
 			return b
 		}, false, 0, "quatern_b"},
+		{"quatern-nan", base, func(b []byte) []byte {
+			le.PutUint16(b[252:], 1)
+			le.PutUint16(b[254:], 0)
+			le.PutUint32(b[260:], math.Float32bits(float32(math.NaN())))
+			return b
+		}, false, 0, "quatern_c = NaN"},
+		{"qoffset-inf", base, func(b []byte) []byte {
+			le.PutUint16(b[252:], 2)
+			le.PutUint16(b[254:], 0)
+			le.PutUint32(b[276:], math.Float32bits(float32(math.Inf(-1))))
+			return b
+		}, false, 0, "qoffset_z = -Inf"},
+		{"srow-nan", base, putF32(304, float32(math.NaN())), false, 0, "srow_y[2] = NaN"},
+		{"srow-inf-v2", func() fixture { return baseFixture(2, le, Int16) },
+			func(b []byte) []byte {
+				le.PutUint64(b[400+32+8*3:], math.Float64bits(math.Inf(1)))
+				return b
+			}, false, 0, "srow_y[3] = +Inf"},
 		{"esize", func() fixture {
 			f := base()
 			f.exts = []Extension{{Code: 6, Data: []byte("abc")}}
@@ -314,6 +332,35 @@ func TestReadCorruptGzip(t *testing.T) {
 			}
 			if !strings.Contains(err.Error(), "gzip") && !strings.Contains(err.Error(), "ends") {
 				t.Errorf("error %q does not say the gzip stream is bad", err)
+			}
+		})
+	}
+}
+
+// TestQformAffineNonFinite calls QformAffine on headers Read would refuse: it must return
+// an error naming the field, never panic.
+func TestQformAffineNonFinite(t *testing.T) {
+	nan, inf := math.NaN(), math.Inf(1)
+	cases := []struct {
+		name string
+		set  func(h *Header)
+		want string
+	}{
+		{"quatern_b", func(h *Header) { h.QuaternB = nan }, "quatern_b = NaN"},
+		{"quatern_d", func(h *Header) { h.QuaternD = -inf }, "quatern_d = -Inf"},
+		{"qoffset_y", func(h *Header) { h.QoffsetY = nan }, "qoffset_y = NaN"},
+		{"pixdim", func(h *Header) { h.Pixdim[2] = inf }, "pixdim[2] = +Inf"},
+		{"not-unit", func(h *Header) { h.QuaternB, h.QuaternC = 0.8, 0.8 }, "unit quaternion"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			h := &Header{Version: 1, QformCode: 1, Pixdim: [8]float64{1, 1, 1, 1}}
+			c.set(h)
+			if _, err := h.QformAffine(); err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("error %v, want one naming %q", err, c.want)
+			}
+			if _, err := h.BestAffine(); err == nil {
+				t.Fatal("BestAffine accepted the header")
 			}
 		})
 	}

@@ -52,6 +52,13 @@ func write(path string, v *volume.Volume, opt WriteOptions) (err error) {
 	if err := v.Validate(); err != nil {
 		return err
 	}
+	for r := 0; r < 3; r++ {
+		for c := 0; c < 4; c++ {
+			if x := v.Affine[r][c]; math.IsNaN(x) || math.IsInf(x, 0) {
+				return fmt.Errorf("affine[%d][%d] = %v: must be finite", r, c, x)
+			}
+		}
+	}
 	h, err := outputHeader(v, opt)
 	if err != nil {
 		return err

@@ -194,6 +194,11 @@ func TestWriteErrors(t *testing.T) {
 			v.Affine[0][0] = 0
 			return v
 		}, WriteOptions{}, "affine column 0"},
+		{"nan-affine", "out.nii.gz", func() *volume.Volume {
+			v := good()
+			v.Affine[0][3] = math.NaN()
+			return v
+		}, WriteOptions{}, "affine[0][3] = NaN"},
 		{"missing-dir", "nodir/out.nii", good, WriteOptions{}, "no such file"},
 	}
 	for _, c := range cases {
