@@ -479,7 +479,10 @@ func TestSimilarityGuardAndNaN(t *testing.T) {
 	scales := []kernels.SimilarityScale{{Size: 16, Kernel: 2, Channels: 4}}
 	rng := rand.New(rand.NewPCG(31, 37))
 	features, kern := similarityCase(rng, scales, 3)
-	features[0][4096*4+123] = float32(math.NaN()) // point 1 only: its map is all NaN
+	for i := 32; i < 64; i++ { // point 1's whole kernel [4][2^3]: its map is all NaN
+		kern[0][i] = float32(math.NaN())
+	}
+	features[0][2*4*4096+123] = float32(math.NaN()) // one NaN voxel of point 2 is skipped
 	g, err := d.NewSimilaritySearch(scales, 16)
 	if err != nil {
 		t.Fatal(err)
