@@ -3,6 +3,7 @@ package segment
 import (
 	"context"
 	"errors"
+	"math"
 	"os"
 	"path/filepath"
 	"testing"
@@ -122,4 +123,49 @@ func TestPipelineCT(t *testing.T) {
 		t.Logf("label %d: pred %d ref %d voxels", s.Label, s.PredVoxels, s.RefVoxels)
 	}
 	t.Logf("times %+v", r.Times)
+}
+
+// TestLayoutsAgree decodes the same boxes on one embedding with the tiny decoder in both
+// layouts (same weights): the single-mask logits and IoU predictions must agree.
+func TestLayoutsAgree(t *testing.T) {
+	ours := openTiny(t, "sam_tiny-decoder.onnx")
+	pub, err := ort.Open(filepath.Join(tinyModels, "sam_tiny-decoder-public.onnx"), ort.Options{})
+	if err != nil {
+		// TODO(#4): engine/ort refuses outputs with a dynamic batch when no input has one
+		// (the public layout's masks); run this once engine/ort accepts them.
+		t.Skipf("public decoder does not open in engine/ort: %v", err)
+	}
+	defer pub.Close()
+	for _, m := range []*ort.Model{ours, pub} {
+		if _, err := DetectLayout(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	emb := make([]float32, 256*64*64)
+	for i := range emb {
+		emb[i] = float32(math.Sin(0.05*float64(i%4096) + 0.1*float64(i/4096)))
+	}
+	boxes := []sliceBox{{box: [4]float32{200, 300, 600, 700}}, {box: [4]float32{0, 10, 1023, 900}}}
+	shape := []int64{256, 64, 64}
+	a, lrA, iouA, callsA, err := decoder{model: ours, layout: LayoutBoxes}.decode(shape, emb, boxes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, lrB, iouB, callsB, err := decoder{model: pub, layout: LayoutPublic, h: 101, w: 122}.decode(
+		shape, emb, boxes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lrA != lrB || len(a) != len(b) || callsA != 1 || callsB != 2 {
+		t.Fatalf("low-res %d vs %d, %d vs %d logits, calls %d and %d", lrA, lrB, len(a),
+			len(b), callsA, callsB)
+	}
+	var worst float64
+	for i := range a {
+		worst = math.Max(worst, math.Abs(float64(a[i]-b[i]))/(1+math.Abs(float64(a[i]))))
+	}
+	if worst > 1e-3 || math.Abs(float64(iouA[1]-iouB[1])) > 1e-3 {
+		t.Errorf("layouts disagree: worst relative logit difference %g, IoU %v vs %v", worst,
+			iouA, iouB)
+	}
 }
