@@ -4,9 +4,10 @@ import (
 	"encoding/binary"
 	"math"
 	"math/bits"
-	"runtime"
 	"sync"
 	"unsafe"
+
+	"github.com/medlsam-fast/medlsam-fast/kernels"
 )
 
 // nativeOrder is the byte order of this machine.
@@ -275,34 +276,21 @@ func float32Bytes(f []float32) []byte {
 	return unsafe.Slice((*byte)(unsafe.Pointer(&f[0])), 4*len(f))
 }
 
-// parallelRanges runs fn over [0, n) split into at most GOMAXPROCS contiguous ranges of at
-// least minPer elements each, and returns the first error.
-func parallelRanges(n, minPer int, fn func(lo, hi int) error) error {
-	parts := runtime.GOMAXPROCS(0)
-	if minPer < 1 {
-		minPer = 1
-	}
-	if p := n / minPer; p < parts {
-		parts = p
-	}
-	if parts <= 1 {
-		return fn(0, n)
-	}
-	var wg sync.WaitGroup
-	errs := make([]error, parts)
-	for k := 0; k < parts; k++ {
-		lo, hi := n*k/parts, n*(k+1)/parts
-		wg.Add(1)
-		go func(k, lo, hi int) {
-			defer wg.Done()
-			errs[k] = fn(lo, hi)
-		}(k, lo, hi)
-	}
-	wg.Wait()
-	for _, err := range errs {
-		if err != nil {
-			return err
+// parallelRanges runs fn over [0, n) in ranges of at least grain items on the workers of
+// kernels.ParallelFor and returns the error of the first range (lowest lo) that failed, so
+// that the error does not depend on scheduling. Every range runs even after a failure.
+func parallelRanges(n, grain int, fn func(lo, hi int) error) error {
+	var mu sync.Mutex
+	var first error
+	firstLo := n
+	kernels.ParallelFor(n, grain, func(lo, hi int) {
+		if err := fn(lo, hi); err != nil {
+			mu.Lock()
+			if lo < firstLo {
+				first, firstLo = err, lo
+			}
+			mu.Unlock()
 		}
-	}
-	return nil
+	})
+	return first
 }

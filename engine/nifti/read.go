@@ -362,7 +362,9 @@ func readAt(ra io.ReaderAt, off int64, out []float32, dt Datatype, swap bool,
 				raw = float32Bytes(out[a:b])
 			}
 			raw = raw[:(b-a)*size]
-			if _, err := ra.ReadAt(raw, off+int64(a)*int64(size)); err != nil {
+			// A ReaderAt may report io.EOF along with a full read that ends the input.
+			n, err := ra.ReadAt(raw, off+int64(a)*int64(size))
+			if err != nil && !(err == io.EOF && n == len(raw)) {
 				return fmt.Errorf("data: voxel %d: %w", a, err)
 			}
 			if dt == Float32 && !swap && plan.none() {

@@ -3,6 +3,7 @@ package nifti
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"math"
 	"os"
 	"path/filepath"
@@ -391,6 +392,43 @@ func TestReadLarge(t *testing.T) {
 					}
 				}
 			})
+		}
+	}
+}
+
+// eofAtEnd is an io.ReaderAt that reports io.EOF with every read reaching the end of its
+// data, as the io.ReaderAt contract allows.
+type eofAtEnd struct{ b []byte }
+
+func (r eofAtEnd) ReadAt(p []byte, off int64) (int, error) {
+	if off >= int64(len(r.b)) {
+		return 0, io.EOF
+	}
+	n := copy(p, r.b[off:])
+	if off+int64(n) == int64(len(r.b)) {
+		return n, io.EOF
+	}
+	return n, nil
+}
+
+// TestDecodeReaderAtEOF reads an uncompressed file through a ReaderAt that returns io.EOF
+// with the last full read: the voxels must decode, and a truncated file must still fail.
+func TestDecodeReaderAtEOF(t *testing.T) {
+	for _, dt := range []Datatype{Int16, Float32} {
+		f := baseFixture(1, orders[0].bo, dt)
+		b := f.encode()
+		img, err := decode(eofAtEnd{b}, int64(len(b)), ReadOptions{})
+		if err != nil {
+			t.Fatalf("%v: %v", dt, err)
+		}
+		for i, x := range f.vals() {
+			if img.Volume.Data[i] != float32(x) {
+				t.Fatalf("%v: voxel %d = %v, want %v", dt, i, img.Volume.Data[i], x)
+			}
+		}
+		short := b[:len(b)-1]
+		if _, err := decode(eofAtEnd{short}, int64(len(short)), ReadOptions{}); err == nil {
+			t.Fatalf("%v: truncated data accepted", dt)
 		}
 	}
 }
