@@ -4,9 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"runtime"
 	"strings"
-	"sync"
+
+	"github.com/medlsam-fast/medlsam-fast/kernels"
 )
 
 // Canonical is the orientation the MedLAM localiser works in (method.md section 1): voxel
@@ -317,53 +317,35 @@ func (r *Reorientation) IndexTransform() Affine {
 }
 
 // ToSource maps integer voxel index q of the reoriented grid to the source grid.
-func (r *Reorientation) ToSource(q [3]int) [3]int {
-	var p [3]int
-	for n := 0; n < 3; n++ {
-		m := r.Perm[n]
-		p[m] = q[n]
-		if r.Flip[n] {
-			p[m] = r.SrcShape[m] - 1 - q[n]
-		}
-	}
-	return p
-}
+func (r *Reorientation) ToSource(q [3]int) [3]int { return toSource(r, q) }
 
 // FromSource maps integer voxel index p of the source grid to the reoriented grid.
-func (r *Reorientation) FromSource(p [3]int) [3]int {
-	var q [3]int
-	for n := 0; n < 3; n++ {
-		m := r.Perm[n]
-		q[n] = p[m]
-		if r.Flip[n] {
-			q[n] = r.SrcShape[m] - 1 - p[m]
-		}
-	}
-	return q
-}
+func (r *Reorientation) FromSource(p [3]int) [3]int { return fromSource(r, p) }
 
 // ToSourceF maps a fractional voxel coordinate of the reoriented grid to the source grid
 // (voxel centres at integer coordinates, so a flip maps x to size-1-x).
-func (r *Reorientation) ToSourceF(q [3]float64) [3]float64 {
-	var p [3]float64
-	for n := 0; n < 3; n++ {
-		m := r.Perm[n]
+func (r *Reorientation) ToSourceF(q [3]float64) [3]float64 { return toSource(r, q) }
+
+// FromSourceF maps a fractional voxel coordinate of the source grid to the reoriented grid.
+func (r *Reorientation) FromSourceF(p [3]float64) [3]float64 { return fromSource(r, p) }
+
+func toSource[T int | float64](r *Reorientation, q [3]T) [3]T {
+	var p [3]T
+	for n, m := range r.Perm {
 		p[m] = q[n]
 		if r.Flip[n] {
-			p[m] = float64(r.SrcShape[m]-1) - q[n]
+			p[m] = T(r.SrcShape[m]-1) - q[n]
 		}
 	}
 	return p
 }
 
-// FromSourceF maps a fractional voxel coordinate of the source grid to the reoriented grid.
-func (r *Reorientation) FromSourceF(p [3]float64) [3]float64 {
-	var q [3]float64
-	for n := 0; n < 3; n++ {
-		m := r.Perm[n]
+func fromSource[T int | float64](r *Reorientation, p [3]T) [3]T {
+	var q [3]T
+	for n, m := range r.Perm {
 		q[n] = p[m]
 		if r.Flip[n] {
-			q[n] = float64(r.SrcShape[m]-1) - p[m]
+			q[n] = T(r.SrcShape[m]-1) - p[m]
 		}
 	}
 	return q
@@ -436,7 +418,8 @@ func (r *Reorientation) Undo(v *Volume) (*Volume, error) {
 }
 
 // permute returns a new array in which output axis n is input axis perm[n], reversed when
-// flip[n]. Slabs of the slowest output axis are filled in parallel for large volumes.
+// flip[n]. Slabs of the slowest output axis are filled on kernels.ParallelFor workers for
+// large volumes.
 func permute(src []float32, shape [3]int, perm [3]int, flip [3]bool) []float32 {
 	inStride := [3]int{1, shape[0], shape[0] * shape[1]}
 	var outShape [3]int
@@ -470,21 +453,10 @@ func permute(src []float32, shape [3]int, perm [3]int, flip [3]bool) []float32 {
 			}
 		}
 	}
-	workers := runtime.GOMAXPROCS(0)
-	if len(src) < 1<<20 || workers < 2 || outShape[2] < 2 {
+	if len(src) < 1<<20 {
 		fill(0, outShape[2])
 		return dst
 	}
-	workers = min(workers, outShape[2])
-	var wg sync.WaitGroup
-	for w := 0; w < workers; w++ {
-		k0, k1 := w*outShape[2]/workers, (w+1)*outShape[2]/workers
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			fill(k0, k1)
-		}()
-	}
-	wg.Wait()
+	kernels.ParallelFor(outShape[2], 1, fill)
 	return dst
 }
