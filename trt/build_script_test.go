@@ -24,7 +24,9 @@ func TestBuildScriptManifests(t *testing.T) {
 		// trtexec: print the version banner; on a build, write a plan naming its source.
 		"trtexec": `#!/bin/sh
 echo "&&&& RUNNING TensorRT.trtexec [TensorRT v101300] # trtexec $*"
-for a in "$@"; do case "$a" in --saveEngine=*) p=${a#--saveEngine=};; --onnx=*) o=${a#--onnx=};; esac; done
+for a in "$@"; do
+  case "$a" in --saveEngine=*) p=${a#--saveEngine=};; --onnx=*) o=${a#--onnx=};; esac
+done
 [ -n "$p" ] && echo "plan from $o $*" > "$p"
 exit 0
 `,
