@@ -5,10 +5,9 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"runtime"
-	"sync"
 
 	"github.com/medlsam-fast/medlsam-fast/engine/volume"
+	"github.com/medlsam-fast/medlsam-fast/kernels"
 )
 
 // Hounsfield units of the tissues the phantom draws.
@@ -271,26 +270,20 @@ func rotation(yaw, pitch float64) [3][3]float64 {
 	}
 }
 
-// paint fills img and labels, both on the RAS grid, in parallel over z slabs.
+// paint fills img and labels, both on the RAS grid, in z slabs on kernels.ParallelFor
+// workers (on the calling goroutine for small grids).
 func (p *Phantom) paint(img, labels *volume.Volume) {
 	nz := img.Shape[2]
-	workers := runtime.GOMAXPROCS(0)
+	slabs := func(k0, k1 int) {
+		for k := k0; k < k1; k++ {
+			p.paintSlice(img, labels, k)
+		}
+	}
 	if img.Len() < 1<<18 {
-		workers = 1
+		slabs(0, nz)
+		return
 	}
-	workers = min(workers, nz)
-	var wg sync.WaitGroup
-	for w := 0; w < workers; w++ {
-		k0, k1 := w*nz/workers, (w+1)*nz/workers
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for k := k0; k < k1; k++ {
-				p.paintSlice(img, labels, k)
-			}
-		}()
-	}
-	wg.Wait()
+	kernels.ParallelFor(nz, 1, slabs)
 }
 
 // solid is an Organ prepared for fast inside tests: row n of m is principal axis n divided
