@@ -171,24 +171,15 @@ func (w *samWindow) at(v float32) uint8 {
 // so pass the whole volume, not a slice of it. NaN voxels are ignored by the min and max and
 // map to 0 (the reference would turn the whole volume to NaN); a constant volume maps to 0.
 // dst and src must have the same length. Work is split over Workers() goroutines.
-func SAMWindow(dst []uint8, src []float32) error {
-	if len(dst) != len(src) {
-		return fmt.Errorf("kernels: SAM window: dst has %d values, src %d", len(dst), len(src))
-	}
-	w := newSAMWindow(src)
-	ParallelFor(len(src), elemGrain, func(a, b int) {
-		d, s := dst[a:b], src[a:b]
-		d = d[:len(s)]
-		for i, v := range s {
-			d[i] = w.at(v)
-		}
-	})
-	return nil
-}
+func SAMWindow(dst []uint8, src []float32) error { return samWindowInto(dst, src) }
 
 // SAMWindowFloat is SAMWindow with float32 output: the integers 0..255 as float32. dst may
 // be src (in place) but must not otherwise overlap it.
-func SAMWindowFloat(dst, src []float32) error {
+func SAMWindowFloat(dst, src []float32) error { return samWindowInto(dst, src) }
+
+// samWindowInto is SAMWindow for either output type. The window is fixed from the whole of
+// src before any voxel of dst is written, which is what lets SAMWindowFloat run in place.
+func samWindowInto[T uint8 | float32](dst []T, src []float32) error {
 	if len(dst) != len(src) {
 		return fmt.Errorf("kernels: SAM window: dst has %d values, src %d", len(dst), len(src))
 	}
@@ -197,7 +188,7 @@ func SAMWindowFloat(dst, src []float32) error {
 		d, s := dst[a:b], src[a:b]
 		d = d[:len(s)]
 		for i, v := range s {
-			d[i] = float32(w.at(v))
+			d[i] = T(w.at(v))
 		}
 	})
 	return nil
