@@ -3,7 +3,7 @@
 package trt
 
 // This file is the only one that calls the shim. It is compiled only with the `tensorrt`
-// tag, after CMake built libmedlsam_trt.a into build/out/cuda (`make tensorrt`); TensorRT's
+// tag, after CMake built libmedlsam_trt.a into build/out/cuda (TENSORRT_ROOT set); TensorRT's
 // and CUDA's library directories come from the environment (CGO_LDFLAGS=-L$TENSORRT_ROOT/lib
 // ...), never from absolute paths here. It cannot be compiled on machines without TensorRT
 // (the project's CI): it was written against the TensorRT 10.x and 11.x headers by reading

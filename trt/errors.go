@@ -9,8 +9,9 @@ import (
 
 // ErrNotBuilt is returned by every call that needs TensorRT in a binary built without the
 // `tensorrt` build tag. It wraps backend.ErrUnavailable.
-var ErrNotBuilt = fmt.Errorf("trt: built without TensorRT (build the shim with `make tensorrt` "+
-	"and the binary with -tags tensorrt): %w", backend.ErrUnavailable)
+var ErrNotBuilt = fmt.Errorf("trt: built without TensorRT (build the shim with `cmake -S . -B "+
+	"build/out/cuda -DTENSORRT_ROOT=<prefix>` and the binary with -tags tensorrt): %w",
+	backend.ErrUnavailable)
 
 // ErrEngineMismatch reports an engine built for another GPU, another TensorRT version or
 // from another ONNX file than the one expected; its message says how to rebuild.
