@@ -33,6 +33,7 @@ type imageInfo struct {
 	Min         *float64      `json:"min"`
 	Max         *float64      `json:"max"`
 	Mean        *float64      `json:"mean"`
+	NonFinite   int           `json:"nonfinite"`
 	Version     int           `json:"nifti_version"`
 	QformCode   int32         `json:"qform_code"`
 	SformCode   int32         `json:"sform_code"`
@@ -72,8 +73,9 @@ func runInfo(args []string, stdout io.Writer) error {
 	return errors.Join(errs...)
 }
 
-// describe gathers what info prints; min, max and mean skip NaN voxels and stay nil when
-// every voxel is NaN.
+// describe gathers what info prints. Min, max and mean are over the finite voxels (NaN and
+// infinite ones are counted in NonFinite, and JSON cannot hold them) and stay nil when no
+// voxel is finite.
 func describe(path string, img *nifti.Image) imageInfo {
 	v, h := img.Volume, img.Header
 	info := imageInfo{
@@ -83,10 +85,11 @@ func describe(path string, img *nifti.Image) imageInfo {
 	}
 	lo, hi, sum, n := math.Inf(1), math.Inf(-1), 0.0, 0
 	for _, x := range v.Data {
-		if x != x {
+		f := float64(x)
+		if math.IsNaN(f) || math.IsInf(f, 0) {
+			info.NonFinite++
 			continue
 		}
-		f := float64(x)
 		lo, hi = math.Min(lo, f), math.Max(hi, f)
 		sum += f
 		n++
@@ -116,8 +119,12 @@ func printInfo(w io.Writer, in imageInfo) {
 			row[3])
 	}
 	if in.Min == nil {
-		fmt.Fprintf(w, "  intensity    all voxels are NaN\n")
+		fmt.Fprintf(w, "  intensity    no finite voxel (%d NaN or infinite)\n", in.NonFinite)
 		return
 	}
-	fmt.Fprintf(w, "  intensity    min %g, max %g, mean %.6g\n", *in.Min, *in.Max, *in.Mean)
+	fmt.Fprintf(w, "  intensity    min %g, max %g, mean %.6g", *in.Min, *in.Max, *in.Mean)
+	if in.NonFinite > 0 {
+		fmt.Fprintf(w, " over the finite voxels; %d NaN or infinite", in.NonFinite)
+	}
+	fmt.Fprintln(w)
 }

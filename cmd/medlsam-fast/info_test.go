@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -81,6 +82,43 @@ func TestInfo(t *testing.T) {
 				t.Errorf("JSON %+v", got)
 			}
 		})
+	}
+}
+
+// TestInfoJSONKeys checks the keys scripts rely on, and that NaN and infinite voxels are
+// left out of min, max and mean (JSON cannot hold them) and counted instead.
+func TestInfoJSONKeys(t *testing.T) {
+	v := &volume.Volume{Data: []float32{-2, float32(math.Inf(1)), 4, float32(math.NaN()),
+		1, float32(math.Inf(-1))}, Shape: [3]int{3, 2, 1}, Spacing: [3]float64{1, 1, 1},
+		Affine: volume.Identity()}
+	p := filepath.Join(t.TempDir(), "nonfinite.nii")
+	if err := nifti.Write(p, v, nifti.WriteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	var out, errb bytes.Buffer
+	if rc := run([]string{"info", "--json", p}, &out, &errb); rc != 0 {
+		t.Fatalf("exit %d: %s", rc, errb.String())
+	}
+	var got map[string]any
+	if err := json.Unmarshal(out.Bytes(), &got); err != nil {
+		t.Fatalf("%v: %s", err, out.String())
+	}
+	for _, k := range []string{"shape", "datatype", "spacing", "affine", "orientation", "min",
+		"max", "mean", "nonfinite"} {
+		if _, ok := got[k]; !ok {
+			t.Errorf("JSON lacks key %q: %s", k, out.String())
+		}
+	}
+	if got["min"] != -2.0 || got["max"] != 4.0 || got["mean"] != 1.0 ||
+		got["nonfinite"] != 3.0 || got["datatype"] != "float32" {
+		t.Errorf("JSON %s", out.String())
+	}
+	out.Reset()
+	if rc := run([]string{"info", p}, &out, &errb); rc != 0 {
+		t.Fatalf("exit %d: %s", rc, errb.String())
+	}
+	if !strings.Contains(out.String(), "min -2, max 4, mean 1 over the finite voxels; 3 NaN") {
+		t.Errorf("text output:\n%s", out.String())
 	}
 }
 
