@@ -87,43 +87,62 @@ func requireNibabel(t testing.TB) {
 	}
 }
 
-// nibabelRead runs testdata/nib_dump.py on path.
-func nibabelRead(t *testing.T, path string) (*nibDump, []float32) {
+// nibRead is what nibabel reads from one file: header fields, affine and shape, and the
+// voxels of get_fdata(dtype=float32).
+type nibRead struct {
+	dump *nibDump
+	vox  []float32
+}
+
+// nibabelReadAll runs testdata/nib_dump.py once for all paths (starting Python and
+// importing nibabel costs about a second, more than reading a small file) and returns
+// nibabel's reading of each, in order.
+func nibabelReadAll(t *testing.T, paths []string) []nibRead {
 	t.Helper()
 	requireNibabel(t)
 	dir := t.TempDir()
-	js, raw := filepath.Join(dir, "d.json"), filepath.Join(dir, "d.f32")
-	cmd := exec.Command(python, "testdata/nib_dump.py", path, js, raw)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("nib_dump.py %s: %v\n%s", path, err, out)
+	args := []string{"testdata/nib_dump.py"}
+	for n, p := range paths {
+		base := filepath.Join(dir, fmt.Sprint(n))
+		args = append(args, p, base+".json", base+".f32")
 	}
-	b, err := os.ReadFile(js)
-	if err != nil {
-		t.Fatal(err)
+	if out, err := exec.Command(python, args...).CombinedOutput(); err != nil {
+		t.Fatalf("nib_dump.py: %v\n%s", err, out)
 	}
-	var d nibDump
-	if err := json.Unmarshal(b, &d); err != nil {
-		t.Fatal(err)
+	res := make([]nibRead, len(paths))
+	for n := range paths {
+		base := filepath.Join(dir, fmt.Sprint(n))
+		b, err := os.ReadFile(base + ".json")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var d nibDump
+		if err := json.Unmarshal(b, &d); err != nil {
+			t.Fatal(err)
+		}
+		rb, err := os.ReadFile(base + ".f32")
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The raw file is deleted now: the shared CT's is 300 MB.
+		os.Remove(base + ".f32")
+		vox := make([]float32, len(rb)/4)
+		for i := range vox {
+			vox[i] = math.Float32frombits(binary.LittleEndian.Uint32(rb[4*i:]))
+		}
+		res[n] = nibRead{&d, vox}
 	}
-	rb, err := os.ReadFile(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	vox := make([]float32, len(rb)/4)
-	for i := range vox {
-		vox[i] = math.Float32frombits(binary.LittleEndian.Uint32(rb[4*i:]))
-	}
-	return &d, vox
+	return res
 }
 
 // same compares floats exactly, NaN equal to NaN.
 func same(a, b float64) bool { return a == b || (math.IsNaN(a) && math.IsNaN(b)) }
 
-// compareWithNibabel reads path with Read and with nibabel and requires identical header
-// fields, affine and voxels.
-func compareWithNibabel(t *testing.T, path string) {
+// compareWithNibabel reads path with Read and requires header fields, affine and voxels
+// identical to nibabel's reading nr of the same file.
+func compareWithNibabel(t *testing.T, path string, nr nibRead) {
 	t.Helper()
-	d, want := nibabelRead(t, path)
+	d, want := nr.dump, nr.vox
 	img, err := Read(path, ReadOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -210,20 +229,22 @@ func compareWithNibabel(t *testing.T, path string) {
 
 // TestNibabelParityShared compares with nibabel on the real CT and its label map.
 func TestNibabelParityShared(t *testing.T) {
+	var paths []string
 	for _, name := range []string{"abdomen_ct.nii.gz", "abdomen_ct_labels.nii.gz"} {
-		t.Run(name, func(t *testing.T) {
-			p := filepath.Join(sharedCT, name)
-			if _, err := os.Stat(p); err != nil {
-				t.Skipf("skipping: shared data absent: %v", err)
-			}
-			compareWithNibabel(t, p)
-		})
+		p := filepath.Join(sharedCT, name)
+		if _, err := os.Stat(p); err != nil {
+			t.Skipf("skipping: shared data absent: %v", err)
+		}
+		paths = append(paths, p)
+	}
+	nib := nibabelReadAll(t, paths)
+	for n, p := range paths {
+		t.Run(filepath.Base(p), func(t *testing.T) { compareWithNibabel(t, p, nib[n]) })
 	}
 	t.Run("labels-extension", func(t *testing.T) {
-		p := filepath.Join(sharedCT, "abdomen_ct_labels.nii.gz")
-		img, err := Read(p, ReadOptions{})
+		img, err := Read(paths[1], ReadOptions{})
 		if err != nil {
-			t.Skipf("skipping: shared data absent: %v", err)
+			t.Fatal(err)
 		}
 		if len(img.Header.Extensions) != 1 || 8+len(img.Header.Extensions[0].Data) != 12816 ||
 			img.Header.VoxOffset != 13168 {
@@ -311,28 +332,39 @@ func TestNibabelParityFixtures(t *testing.T) {
 			return f
 		}},
 	}
+	var names, paths []string
 	for _, c := range cases {
 		for _, gz := range []bool{false, true} {
-			t.Run(fmt.Sprintf("%s-gz%v", c.name, gz), func(t *testing.T) {
-				f := c.make()
-				f.gz = gz
-				compareWithNibabel(t, f.save(t, "parity"))
-			})
+			f := c.make()
+			f.gz = gz
+			names = append(names, fmt.Sprintf("%s-gz%v", c.name, gz))
+			paths = append(paths, f.save(t, c.name))
 		}
+	}
+	nib := nibabelReadAll(t, paths)
+	for n, name := range names {
+		t.Run(name, func(t *testing.T) { compareWithNibabel(t, paths[n], nib[n]) })
 	}
 }
 
 // TestWriteNibabel checks that nibabel reads what Write produces: same affine and voxels.
 func TestWriteNibabel(t *testing.T) {
 	requireNibabel(t)
-	for _, c := range writeCases() {
+	cases := writeCases()
+	vols := make([]*volume.Volume, len(cases))
+	paths := make([]string, len(cases))
+	dir := t.TempDir()
+	for n, c := range cases {
+		vols[n] = c.vol()
+		paths[n] = filepath.Join(dir, c.name+".nii.gz")
+		if err := Write(paths[n], vols[n], WriteOptions{Datatype: c.dt}); err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+	}
+	nib := nibabelReadAll(t, paths)
+	for n, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			v := c.vol()
-			p := filepath.Join(t.TempDir(), "out.nii.gz")
-			if err := Write(p, v, WriteOptions{Datatype: c.dt}); err != nil {
-				t.Fatal(err)
-			}
-			d, vox := nibabelRead(t, p)
+			v, p, d, vox := vols[n], paths[n], nib[n].dump, nib[n].vox
 			for i := 0; i < 4; i++ {
 				for j := 0; j < 4; j++ {
 					if float64(d.Affine[i][j]) != v.Affine[i][j] {
@@ -340,18 +372,21 @@ func TestWriteNibabel(t *testing.T) {
 					}
 				}
 			}
+			if len(vox) != len(v.Data) {
+				t.Fatalf("nibabel read %d voxels, want %d", len(vox), len(v.Data))
+			}
 			for i, x := range v.Data {
 				if vox[i] != x {
 					t.Fatalf("voxel %d: nibabel %v, want %v", i, vox[i], x)
 				}
 			}
 			// The derived qform must encode the same geometry to float32 precision.
-			qf := volume.Affine{}
 			img, err := Read(p, ReadOptions{})
 			if err != nil {
 				t.Fatal(err)
 			}
-			if qf, err = img.Header.QformAffine(); err != nil {
+			qf, err := img.Header.QformAffine()
+			if err != nil {
 				t.Fatal(err)
 			}
 			for i := 0; i < 3; i++ {

@@ -1,8 +1,9 @@
 """Dump what nibabel reads from a NIfTI file, for the parity tests of package nifti.
 
-usage: /usr/bin/python3 nib_dump.py IN.nii[.gz] OUT.json OUT.f32
+usage: /usr/bin/python3 nib_dump.py IN.nii[.gz] OUT.json OUT.f32 [IN OUT.json OUT.f32 ...]
 
-OUT.json holds the on-disk header fields (after nibabel's load-time fixes), the affine
+Files come in triples, so that one process (one import of nibabel and numpy) serves a whole
+test. For each, OUT.json holds the on-disk header fields (after nibabel's load-time fixes), the affine
 and the shape; OUT.f32 the voxels of get_fdata(dtype=float32), i fastest, little endian.
 Non-finite floats are written as strings so that the JSON stays standard.
 """
@@ -21,7 +22,14 @@ def num(x):
 
 
 def main():
-    src, out_json, out_raw = sys.argv[1:4]
+    args = sys.argv[1:]
+    if not args or len(args) % 3:
+        sys.exit('usage: nib_dump.py IN OUT.json OUT.f32 [IN OUT.json OUT.f32 ...]')
+    for i in range(0, len(args), 3):
+        dump(*args[i:i + 3])
+
+
+def dump(src, out_json, out_raw):
     img = nib.load(src)
     with ImageOpener(src) as f:
         hdr = img.header_class.from_fileobj(f)
