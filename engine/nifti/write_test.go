@@ -216,3 +216,55 @@ func TestWriteErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestWriteAtomic checks that a failed Write leaves an existing file as it was and no
+// temporary file behind, and that a successful one replaces the file whole.
+func TestWriteAtomic(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "out.nii.gz")
+	old := []byte("previous content")
+	if err := os.WriteFile(p, old, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	v := testVolume([3]int{4, 3, 2}, volume.Identity(), Int16, 3)
+	// Out of range for uint8: refused before anything is written.
+	if err := Write(p, v, WriteOptions{Datatype: Uint8}); err == nil {
+		t.Fatal("out-of-range write succeeded")
+	}
+	if b, _ := os.ReadFile(p); string(b) != string(old) {
+		t.Fatalf("failed write changed the existing file to %q", b)
+	}
+	// The rename fails (the target is a non-empty directory) after the temporary file is
+	// complete: it must be removed.
+	sub := filepath.Join(dir, "taken.nii")
+	if err := os.MkdirAll(filepath.Join(sub, "x"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := Write(sub, v, WriteOptions{Datatype: Int16}); err == nil ||
+		!strings.Contains(err.Error(), sub) {
+		t.Fatalf("write over a directory: error %v", err)
+	}
+	if err := Write(p, v, WriteOptions{Datatype: Int16}); err != nil {
+		t.Fatal(err)
+	}
+	img, err := Read(p, ReadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range v.Data {
+		if img.Volume.Data[i] != v.Data[i] {
+			t.Fatalf("voxel %d = %v, want %v", i, img.Volume.Data[i], v.Data[i])
+		}
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	if len(names) != 2 || names[0] != "out.nii.gz" || names[1] != "taken.nii" {
+		t.Errorf("directory holds %q, want only out.nii.gz and taken.nii", names)
+	}
+}
