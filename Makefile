@@ -30,6 +30,7 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	$(GO) vet -tags tensorrt ./trt/
 
 test-go:
 	$(GO) test $(GOFLAGS_RACE) -count=1 ./...
@@ -49,7 +50,9 @@ fuzz:
 # check is what CI runs after setup: the tests, a bounded fuzz run, and the CUDA build when
 # nvcc is present.
 check: test fuzz
-	@if command -v nvcc >/dev/null 2>&1; then $(MAKE) cuda cuda-test-bins; \
+	@if command -v nvcc >/dev/null 2>&1; then \
+		$(MAKE) cuda cuda-test-bins && $(GO) vet -tags cuda ./kernels/gpu/ && \
+		./bin/gpu-tests/gpu.test -test.count=1; \
 	else echo "check: CUDA build skipped: nvcc not found (bash build/setup.sh --cuda)"; fi
 
 # cuda builds the static kernel library with CMake (kernels/cuda/*.cu), then the
