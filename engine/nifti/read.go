@@ -28,10 +28,19 @@ const chunkVoxels = 1 << 18
 
 // ReadOptions tunes Read.
 type ReadOptions struct {
-	// MaxBytes caps the voxel memory Read allocates: both the float32 output and the stored
-	// voxels must fit in it, and the extensions count against it too. Zero means
+	// MaxBytes caps the memory Read allocates: the float32 output and the stored voxels
+	// must each fit in it, the extensions count against it with the voxels, and a .nii.gz
+	// larger than it is streamed from disk rather than loaded whole. Zero or less means
 	// DefaultMaxBytes.
 	MaxBytes int64
+}
+
+// maxBytes returns the memory cap opt sets.
+func maxBytes(opt ReadOptions) int64 {
+	if opt.MaxBytes <= 0 {
+		return DefaultMaxBytes
+	}
+	return opt.MaxBytes
 }
 
 // Image is a decoded NIfTI file: its header and its voxels as a float32 Volume with the
@@ -66,9 +75,11 @@ func Read(path string, opt ReadOptions) (*Image, error) {
 	}
 	var ra io.ReaderAt = f
 	var magic [2]byte
-	if n, _ := f.ReadAt(magic[:], 0); n == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
+	n, _ := f.ReadAt(magic[:], 0)
+	if n == 2 && magic[0] == 0x1f && magic[1] == 0x8b && st.Size() <= maxBytes(opt) {
 		// The compressed bytes are read once into memory: the inflater's fast path for
-		// in-memory input beats a buffered file reader by a wide margin.
+		// in-memory input beats a buffered file reader by a wide margin. A file larger
+		// than the memory cap is streamed instead, so the cap bounds this buffer too.
 		buf := make([]byte, st.Size())
 		if _, err := io.ReadFull(f, buf); err != nil {
 			return nil, fmt.Errorf("nifti: %s: %w", path, err)
@@ -117,10 +128,7 @@ func readFull(r io.Reader, b []byte, what string) error {
 
 // decode reads a whole image from ra (size bytes).
 func decode(ra io.ReaderAt, size int64, opt ReadOptions) (*Image, error) {
-	maxBytes := opt.MaxBytes
-	if maxBytes <= 0 {
-		maxBytes = DefaultMaxBytes
-	}
+	maxBytes := maxBytes(opt)
 	if size == 0 {
 		return nil, errors.New("empty file")
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"math/rand"
 	"os"
 	"path/filepath"
 	"strings"
@@ -364,6 +365,46 @@ func TestQformAffineNonFinite(t *testing.T) {
 				t.Fatal("BestAffine accepted the header")
 			}
 		})
+	}
+}
+
+// TestReadStreamedGzip reads .nii.gz files larger than MaxBytes (random voxels do not
+// compress) whose voxels fit within it: Read streams them from disk instead of loading the
+// compressed bytes whole.
+func TestReadStreamedGzip(t *testing.T) {
+	rng := rand.New(rand.NewSource(5))
+	for _, dt := range []Datatype{Float32, Float64} {
+		f := baseFixture(2, orders[1].bo, dt)
+		f.gz = true
+		f.dim = [8]int64{3, 20, 20, 10, 1, 1, 1, 1}
+		f.exts = []Extension{{Code: 6, Data: []byte("streamed")}}
+		f.values = make([]float64, f.nvox())
+		for i := range f.values {
+			// Random bits with the exponent's top bit clear: finite, and incompressible.
+			if dt == Float32 {
+				f.values[i] = float64(math.Float32frombits(rng.Uint32() &^ (1 << 30)))
+			} else {
+				f.values[i] = math.Float64frombits(rng.Uint64() &^ (1 << 62))
+			}
+		}
+		p := f.save(t, "streamed")
+		st, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		limit := int64(dt.Size()*f.nvox()) + 100
+		if st.Size() <= limit {
+			t.Fatalf("fixture of %d bytes does not exceed the cap %d", st.Size(), limit)
+		}
+		img, err := Read(p, ReadOptions{MaxBytes: limit})
+		if err != nil {
+			t.Fatalf("%v: %v", dt, err)
+		}
+		for i, x := range f.vals() {
+			if img.Volume.Data[i] != float32(x) {
+				t.Fatalf("%v: voxel %d = %v, want %v", dt, i, img.Volume.Data[i], x)
+			}
+		}
 	}
 }
 
