@@ -1,16 +1,20 @@
 // Package kernels holds the CPU reference kernels of the pipeline: resampling to a target
-// spacing and the intensity transforms of MedLAM and SAM. The CUDA kernels of the GPU path
-// are checked against these, so each kernel states the exact convention it implements.
+// spacing (resample.go), the intensity transforms of MedLAM and SAM (intensity.go),
+// MedLAM's multi-scale similarity search (similarity*.go, on the GEMM tiles of gemm*.go) and
+// SAM's slice pre- and post-processing (sampre.go, maskpost.go). The CUDA kernels of the GPU
+// path are checked against these, so each kernel states the exact convention it implements.
 //
-// The package is pure Go and depends only on the standard library. Kernels take plain
-// []float32 slices and [3]int shapes [NX, NY, NZ] with i fastest: voxel (i, j, k) lives at
-// index i + NX*(j + NY*k), the layout of engine/volume. They never import engine/volume;
-// that package wraps them and keeps the geometry (affine, spacing) right.
+// The package is Go (with amd64 assembly for the GEMM tiles) and depends only on the
+// standard library. Volume kernels take plain []float32 slices and [3]int shapes
+// [NX, NY, NZ] with i fastest: voxel (i, j, k) lives at index i + NX*(j + NY*k), the layout
+// of engine/volume. They never import engine/volume; that package wraps them and keeps the
+// geometry (affine, spacing) right.
 //
-// Kernels spread their work over runtime.GOMAXPROCS(0) goroutines through ParallelFor and
-// allocate nothing proportional to the volume: callers own and provide the output slices.
-// A kernel never retains a slice after it returns. Distinct calls on distinct slices may run
-// concurrently.
+// Kernels spread their work over Workers() goroutines through ParallelFor, which other
+// packages use too rather than keeping their own worker loops. The resampling and intensity
+// kernels allocate nothing proportional to the volume: callers own and provide the output
+// slices. A kernel never retains a slice after it returns. Distinct calls on distinct
+// slices may run concurrently.
 //
 // # Resampling grid
 //
