@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/medlsam-fast/medlsam-fast/engine/backend"
@@ -60,11 +61,15 @@ func (c Config) check() error {
 	return nil
 }
 
-// Template is one annotated template: a prepared image and its label map, prepared on the
-// same grid (Prepare with Labels set).
+// Template is one annotated template: a prepared image and either its label map, prepared on
+// the same grid (Prepare with Labels set), or its points given directly (see
+// TemplatePoints.Template).
 type Template struct {
 	Image  *Grid
 	Labels *Grid
+	// Points, used when Labels is nil, holds each organ's points by label: six rows per
+	// chunk (min z, y, x, max z, y, x), (z, y, x) in Image's unpadded frame.
+	Points map[int][][3]int
 }
 
 // BuildTemplateSet computes the template set of organs over templates: every organ's points
@@ -88,9 +93,18 @@ func BuildTemplateSet(ctx context.Context, net *Network, templates []Template,
 	if err := checkOrgans(organs); err != nil {
 		return nil, err
 	}
+	given := templates[0].Labels == nil
 	for _, t := range templates {
-		if t.Image == nil || t.Labels == nil {
-			return nil, fmt.Errorf("localize: template without image or label map")
+		if t.Image == nil || (t.Labels == nil && t.Points == nil) {
+			return nil, fmt.Errorf("localize: template without image, or without label " +
+				"map and points")
+		}
+		if (t.Labels == nil) != given {
+			return nil, fmt.Errorf("localize: template %s: templates mix label maps and "+
+				"given points", t.Image.Source)
+		}
+		if given {
+			continue
 		}
 		if t.Image.Dims() != t.Labels.Dims() {
 			return nil, fmt.Errorf("localize: template %s: label map %s has grid %v, the "+
@@ -105,29 +119,17 @@ func BuildTemplateSet(ctx context.Context, net *Network, templates []Template,
 
 	// Points of every organ in every template.
 	for _, o := range organs {
-		ext := make([]int, len(templates))
-		for i, t := range templates {
-			e, err := zExtent(t.Labels, o)
-			if err != nil {
-				return nil, err
-			}
-			ext[i] = e
+		var op OrganPoints
+		var err error
+		if given {
+			op, err = givenPoints(templates, o)
+		} else {
+			op, err = labelPoints(templates, o, cfg)
 		}
-		n, split := chunksFor(cfg.Mode, ext, cfg.SliceInterval)
-		op := OrganPoints{Organ: o, First: ts.NumPoints(), Chunks: n}
-		for _, t := range templates {
-			var pts [][3]int
-			var err error
-			if split {
-				pts, err = splitPoints(t.Labels, o, n)
-			} else {
-				pts, err = wplPoints(t.Labels, o)
-			}
-			if err != nil {
-				return nil, err
-			}
-			op.TemplatePoints = append(op.TemplatePoints, pts)
+		if err != nil {
+			return nil, err
 		}
+		op.First = ts.NumPoints()
 		ts.Organs = append(ts.Organs, op)
 	}
 
@@ -202,6 +204,69 @@ func BuildTemplateSet(ctx context.Context, net *Network, templates []Template,
 	}
 	ts.Kernels = kern
 	return ts, ts.Validate()
+}
+
+// labelPoints derives an organ's points from every template's label map (WPL or SPL).
+func labelPoints(templates []Template, o Organ, cfg Config) (OrganPoints, error) {
+	ext := make([]int, len(templates))
+	for i, t := range templates {
+		e, err := zExtent(t.Labels, o)
+		if err != nil {
+			return OrganPoints{}, err
+		}
+		ext[i] = e
+	}
+	n, split := chunksFor(cfg.Mode, ext, cfg.SliceInterval)
+	op := OrganPoints{Organ: o, Chunks: n}
+	for _, t := range templates {
+		var pts [][3]int
+		var err error
+		if split {
+			pts, err = splitPoints(t.Labels, o, n)
+		} else {
+			pts, err = wplPoints(t.Labels, o)
+		}
+		if err != nil {
+			return OrganPoints{}, err
+		}
+		op.TemplatePoints = append(op.TemplatePoints, pts)
+	}
+	return op, nil
+}
+
+// givenPoints takes an organ's points from every template's Points; every template must
+// give it, with the same number of chunks, inside its grid.
+func givenPoints(templates []Template, o Organ) (OrganPoints, error) {
+	op := OrganPoints{Organ: o}
+	for i, t := range templates {
+		pts, ok := t.Points[o.Label]
+		if !ok {
+			return op, fmt.Errorf("localize: template %s: organ %v has no points",
+				t.Image.Source, o)
+		}
+		n := len(pts) / 6
+		if len(pts)%6 != 0 || n < 1 || n > maxChunks {
+			return op, fmt.Errorf("localize: template %s: organ %v has %d points, want 6 "+
+				"per chunk and 1 to %d chunks", t.Image.Source, o, len(pts), maxChunks)
+		}
+		if i == 0 {
+			op.Chunks = n
+		} else if n != op.Chunks {
+			return op, fmt.Errorf("localize: template %s: organ %v has %d chunks, template "+
+				"%s has %d", t.Image.Source, o, n, templates[0].Image.Source, op.Chunks)
+		}
+		d := t.Image.Dims()
+		for _, p := range pts {
+			for a := 0; a < 3; a++ {
+				if p[a] < 0 || p[a] >= d[a] {
+					return op, fmt.Errorf("localize: template %s: organ %v: point %v "+
+						"outside the grid %v", t.Image.Source, o, p, d)
+				}
+			}
+		}
+		op.TemplatePoints = append(op.TemplatePoints, slices.Clone(pts))
+	}
+	return op, nil
 }
 
 func checkOrgans(organs []Organ) error {
