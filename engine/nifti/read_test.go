@@ -164,6 +164,7 @@ func TestReadAffineChoice(t *testing.T) {
 func TestReadErrors(t *testing.T) {
 	le := orders[0].bo
 	base := func() fixture { return baseFixture(1, le, Int16) }
+	v2 := func() fixture { return baseFixture(2, le, Int16) }
 	put16 := func(off int, v int16) func([]byte) []byte {
 		return func(b []byte) []byte { le.PutUint16(b[off:], uint16(v)); return b }
 	}
@@ -257,6 +258,24 @@ func TestReadErrors(t *testing.T) {
 				le.PutUint64(b[400+32+8*3:], math.Float64bits(math.Inf(1)))
 				return b
 			}, false, 0, "srow_y[3] = +Inf"},
+		{"v2-eol-bytes", v2, func(b []byte) []byte { b[9] = 'x'; return b }, false, 0,
+			"end-of-line"},
+		{"v2-dim-negative", v2, func(b []byte) []byte {
+			le.PutUint64(b[16+8*3:], uint64(1<<64-7))
+			return b
+		}, false, 0, "dim[3] = -7"},
+		{"v2-vox_offset-negative", v2, func(b []byte) []byte {
+			le.PutUint64(b[168:], uint64(1<<64-600))
+			return b
+		}, false, 0, "vox_offset = not a non-negative whole number"},
+		{"v2-vox_offset-ext-cap", v2, func(b []byte) []byte {
+			le.PutUint64(b[168:], 1<<40)
+			return b
+		}, false, 0, "exceed the memory cap"},
+		{"v2-vox_offset-beyond-gz", v2, func(b []byte) []byte {
+			le.PutUint64(b[168:], 1<<30)
+			return b
+		}, true, 0, "vox_offset = 1073741824: beyond what"},
 		{"esize", func() fixture {
 			f := base()
 			f.exts = []Extension{{Code: 6, Data: []byte("abc")}}
