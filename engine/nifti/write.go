@@ -143,6 +143,15 @@ func outputHeader(v *volume.Volume, opt WriteOptions) (*Header, error) {
 		h.TOffset = like.TOffset
 		if opt.KeepExtensions {
 			h.Extensions = like.Extensions
+			size := sizeofHdr1 + 4
+			for _, e := range h.Extensions {
+				size += extDiskSize(e)
+			}
+			// vox_offset is a float32 in NIfTI-1: past 2^24 it cannot hold every offset.
+			if size > 1<<24 {
+				return nil, fmt.Errorf("extensions: %d bytes put vox_offset past 2^24, "+
+					"which NIfTI-1's float32 vox_offset cannot hold exactly", size)
+			}
 		}
 	}
 	if like != nil && sameGeometry32(like, v) {

@@ -200,6 +200,9 @@ func TestWriteErrors(t *testing.T) {
 			return v
 		}, WriteOptions{}, "affine[0][3] = NaN"},
 		{"missing-dir", "nodir/out.nii", good, WriteOptions{}, "no such file"},
+		{"huge-extensions", "out.nii", good, WriteOptions{KeepExtensions: true,
+			Like: &Header{Extensions: []Extension{{Code: 6, Data: make([]byte, 1<<24)}}}},
+			"extensions: 16777584 bytes"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
