@@ -18,4 +18,9 @@
 // for pinned memory; Run therefore pins each slice with runtime.Pinner for exactly the span
 // of the call and releases every native tensor before unpinning. No native object holds Go
 // memory once Run returns.
+//
+// Outputs whose size only the run can tell (a dynamic dimension other than the batch, or a
+// dynamic batch that no input sets, as in the public SAM decoder whose masks follow the value
+// of orig_im_size) cannot be preallocated: for such a model, and only for it, Run lets ONNX
+// Runtime allocate every output, copies the requested ones out and frees the rest.
 package ort

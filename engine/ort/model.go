@@ -51,6 +51,9 @@ type Model struct {
 	outputs  []backend.TensorInfo
 	batched  bool // some input has a dynamic dimension 0, which sets the batch
 	workers  int  // BatchInvariant: goroutines a batch is spread over; 0 when off
+	// runSized: some output's size is known only once the model has run (see
+	// checkDynamic), so ONNX Runtime allocates the outputs and Run copies them out.
+	runSized bool
 
 	mu      sync.RWMutex // guards session against Close during Run
 	session *onnxruntime.DynamicAdvancedSession
@@ -79,9 +82,7 @@ func Open(path string, opt Options) (*Model, error) {
 		return nil, fmt.Errorf("ort: %s does not match its manifest %s: %w",
 			path, backend.ManifestPath(path), err)
 	}
-	if err := m.checkDynamic(); err != nil {
-		return nil, err
-	}
+	m.checkDynamic()
 
 	threads := opt.IntraOpThreads
 	if threads <= 0 {
@@ -162,9 +163,12 @@ func convertInfo(path, kind string, infos []onnxruntime.InputOutputInfo) (
 	return out, nil
 }
 
-// checkDynamic refuses outputs whose size Run could not compute before running: a dynamic
-// dimension other than the batch, or a dynamic batch that no input sets.
-func (m *Model) checkDynamic() error {
+// checkDynamic notes which inputs set the batch and whether Run can size every output before
+// running. An output with a dynamic dimension other than the batch, or with a dynamic batch
+// that no input sets, gets its size from the run itself (in the public SAM decoder, the masks
+// follow the value of orig_im_size): such a model runs with outputs that ONNX Runtime
+// allocates (runAllocated) instead of the zero-copy path.
+func (m *Model) checkDynamic() {
 	for _, in := range m.inputs {
 		if dynamicBatch(in.Shape) {
 			m.batched = true
@@ -172,18 +176,14 @@ func (m *Model) checkDynamic() error {
 	}
 	for _, out := range m.outputs {
 		for d, n := range out.Shape {
-			switch {
-			case n >= 0:
-			case d > 0:
-				return fmt.Errorf("ort: %s: output %q has dynamic dimension %d; "+
-					"only dimension 0 (the batch) may be dynamic", m.path, out.Name, d)
-			case !m.batched:
-				return fmt.Errorf("ort: %s: output %q has a dynamic batch but no input does",
-					m.path, out.Name)
+			if n < 0 && (d > 0 || !m.batched) {
+				m.runSized = true
 			}
 		}
 	}
-	return nil
+	if m.runSized {
+		slog.Debug("ort model outputs sized at run time", "path", m.path)
+	}
 }
 
 // dynamicBatch reports whether dimension 0 of shape is dynamic, that is, the batch.
@@ -218,12 +218,19 @@ func (m *Model) Outputs() []backend.TensorInfo { return m.outputs }
 // shape that breaks the contract is an error wrapping backend.ErrShape naming the tensor.
 //
 // Run neither copies nor keeps the input slices: ONNX Runtime reads them in place during the
-// call, so the caller must not write to them until Run returns. Run is safe for concurrent
-// use.
+// call, so the caller must not write to them until Run returns. Outputs are written in place
+// too, into slices Run allocates from the declared shapes, except for a model whose output
+// sizes are known only once it has run (a dynamic dimension other than the batch, or a
+// dynamic batch no input sets, as the public SAM decoder's masks): ONNX Runtime allocates
+// those, and Run returns them with the shapes they came back with, after checking them
+// against the declared ones. Run is safe for concurrent use.
 func (m *Model) Run(inputs []backend.Tensor, names []string) ([]backend.Tensor, error) {
 	batch, err := m.checkInputs(inputs)
 	if err != nil {
 		return nil, err
+	}
+	if m.runSized {
+		return m.runAllocated(inputs, names, batch)
 	}
 	outs, err := m.allocOutputs(names, batch)
 	if err != nil {
@@ -425,14 +432,14 @@ func checkShape(t backend.Tensor, want []int64) error {
 	return nil
 }
 
-// allocOutputs returns one tensor per requested output name, its dynamic batch set to
-// batch and its data allocated.
-func (m *Model) allocOutputs(names []string, batch int64) ([]backend.Tensor, error) {
+// outputInfo returns the declared tensor of each requested output name, refusing an empty
+// request, unknown or repeated names and outputs that are not float32.
+func (m *Model) outputInfo(names []string) ([]backend.TensorInfo, error) {
 	if len(names) == 0 {
 		return nil, fmt.Errorf("ort: %s: no outputs requested (outputs: %v)",
 			m.name, tensorNames(m.outputs))
 	}
-	outs := make([]backend.Tensor, len(names))
+	infos := make([]backend.TensorInfo, len(names))
 	for i, name := range names {
 		j := slices.IndexFunc(m.outputs, func(t backend.TensorInfo) bool { return t.Name == name })
 		if j < 0 {
@@ -442,30 +449,138 @@ func (m *Model) allocOutputs(names []string, batch int64) ([]backend.Tensor, err
 		if slices.Contains(names[:i], name) {
 			return nil, fmt.Errorf("ort: %s: output %q requested twice", m.name, name)
 		}
-		info := m.outputs[j]
-		if info.Type != backend.Float32 {
+		if m.outputs[j].Type != backend.Float32 {
 			return nil, fmt.Errorf("ort: %s: output %q is %s; Run returns float32 only",
-				m.name, name, info.Type)
+				m.name, name, m.outputs[j].Type)
 		}
+		infos[i] = m.outputs[j]
+	}
+	return infos, nil
+}
+
+// allocOutputs returns one tensor per requested output name, its dynamic batch set to
+// batch and its data allocated.
+func (m *Model) allocOutputs(names []string, batch int64) ([]backend.Tensor, error) {
+	infos, err := m.outputInfo(names)
+	if err != nil {
+		return nil, err
+	}
+	outs := make([]backend.Tensor, len(names))
+	for i, info := range infos {
 		shape := slices.Clone(info.Shape)
 		n := int64(1)
 		for d := range shape {
 			if shape[d] < 0 {
-				shape[d] = batch // checkDynamic allowed -1 in dimension 0 only
+				shape[d] = batch // checkDynamic leaves -1 in dimension 0 only, set by inputs
 			}
 			if shape[d] > 0 && n > math.MaxInt/shape[d] {
 				return nil, fmt.Errorf("ort: %s: output %q of shape %v is too large",
-					m.name, name, shape)
+					m.name, info.Name, shape)
 			}
 			n *= shape[d]
 		}
 		if n == 0 {
 			return nil, fmt.Errorf("ort: %s: output %q has shape %v with no values",
-				m.name, name, shape)
+				m.name, info.Name, shape)
 		}
-		outs[i] = backend.Tensor{Name: name, Shape: shape, Data: make([]float32, n)}
+		outs[i] = backend.Tensor{Name: info.Name, Shape: shape, Data: make([]float32, n)}
 	}
 	return outs, nil
+}
+
+// runAllocated runs a model whose output sizes come from the run itself (Model.runSized).
+// The inputs are wrapped without copying, as in run; every output is left to ONNX Runtime to
+// allocate, and the requested ones are checked against their declared shapes (static
+// dimensions, and a dynamic batch that the inputs set) and returned in the order of names.
+// A batch is never split across workers here: the run's outputs are not known in advance.
+//
+// WARNING: onnxruntime_go copies each allocated output into a Go slice and wraps that slice
+// in a native tensor without pinning it (the flaw style.md notes); every such tensor is
+// destroyed before this function returns, so no native object keeps Go memory afterwards.
+func (m *Model) runAllocated(inputs []backend.Tensor, names []string, batch int64) (
+	[]backend.Tensor, error) {
+	infos, err := m.outputInfo(names)
+	if err != nil {
+		return nil, err
+	}
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if m.session == nil {
+		return nil, fmt.Errorf("%w: %s", ErrClosed, m.name)
+	}
+
+	// Teardown order as in run: native values first (deferred later, run first), then unpin.
+	var pins runtime.Pinner
+	defer pins.Unpin()
+	ins := make([]onnxruntime.Value, len(m.inputs))
+	outs := make([]onnxruntime.Value, len(m.outputs)) // nil: ONNX Runtime allocates
+	defer func() {
+		for _, v := range slices.Concat(ins, outs) {
+			if v != nil {
+				v.Destroy()
+			}
+		}
+	}()
+	for _, in := range inputs {
+		j := slices.IndexFunc(m.inputs, func(t backend.TensorInfo) bool { return t.Name == in.Name })
+		pins.Pin(&in.Data[0])
+		v, err := onnxruntime.NewTensor(onnxruntime.Shape(in.Shape), in.Data)
+		if err != nil {
+			return nil, fmt.Errorf("ort: %s: tensor %q: %w", m.name, in.Name, err)
+		}
+		ins[j] = v
+	}
+	if err := m.session.Run(ins, outs); err != nil {
+		return nil, fmt.Errorf("ort: %s: run: %w", m.name, err)
+	}
+
+	res := make([]backend.Tensor, len(infos))
+	for i, info := range infos {
+		j := slices.IndexFunc(m.outputs, func(t backend.TensorInfo) bool {
+			return t.Name == info.Name
+		})
+		t, ok := outs[j].(*onnxruntime.Tensor[float32])
+		if !ok {
+			return nil, fmt.Errorf("ort: %s: output %q came back as %T, not float32",
+				m.name, info.Name, outs[j])
+		}
+		shape := []int64(t.GetShape())
+		if err := m.checkOutputShape(info, shape, batch); err != nil {
+			return nil, err
+		}
+		data := t.GetData()
+		if int64(len(data)) != backend.Elements(shape) {
+			return nil, fmt.Errorf("ort: %s: output %q of shape %v has %d values: %w",
+				m.name, info.Name, shape, len(data), backend.ErrShape)
+		}
+		// The slice is Go memory that onnxruntime_go allocated for this tensor alone; once
+		// the deferred Destroy releases the native tensor, the caller owns it outright.
+		res[i] = backend.Tensor{Name: info.Name, Shape: slices.Clone(shape), Data: data}
+	}
+	return res, nil
+}
+
+// checkOutputShape checks a shape an output came back with against its declaration: same
+// rank, the static dimensions equal, and a dynamic batch equal to the inputs' when an input
+// sets it.
+func (m *Model) checkOutputShape(info backend.TensorInfo, got []int64, batch int64) error {
+	bad := len(got) != len(info.Shape)
+	for d := 0; !bad && d < len(got); d++ {
+		want := info.Shape[d]
+		switch {
+		case got[d] < 0:
+			bad = true
+		case want >= 0:
+			bad = got[d] != want
+		case d == 0 && m.batched:
+			bad = got[d] != batch
+		}
+	}
+	if bad {
+		return fmt.Errorf("ort: %s: output %q came back with shape %v; declared %v, batch %d: %w",
+			m.name, info.Name, got, info.Shape, batch, backend.ErrShape)
+	}
+	return nil
 }
 
 // Close frees the native session. It waits for runs in flight, is idempotent and accepts a

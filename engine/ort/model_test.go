@@ -440,3 +440,112 @@ func BenchmarkRunAffineSum(b *testing.B) {
 		})
 	}
 }
+
+// upsampleModel has outputs sized at run time: x [1,1,2,2], size [2] -> u = nearest(x, size)
+// of shape [1,1,size[0],size[1]] (declared all dynamic), m = max of u (declared [-1], a
+// dynamic batch that no input sets).
+var upsampleModel = filepath.Join("testdata", "upsample.onnx")
+
+// nearest computes ONNX Resize's nearest mode as torch exports it (asymmetric coordinates,
+// floor) for a 2x2 image scaled to h x w.
+func nearest(x []float32, h, w int) []float32 {
+	out := make([]float32, h*w)
+	for r := range h {
+		for c := range w {
+			out[r*w+c] = x[(r*2/h)*2+c*2/w]
+		}
+	}
+	return out
+}
+
+func TestRunOutputsSizedAtRunTime(t *testing.T) {
+	for _, opt := range []Options{{IntraOpThreads: 1}, {BatchInvariant: true}} {
+		t.Run(fmt.Sprintf("invariant%v", opt.BatchInvariant), func(t *testing.T) {
+			needLibrary(t)
+			m, err := Open(upsampleModel, opt)
+			if err != nil {
+				t.Fatalf("Open(%s): %v", upsampleModel, err)
+			}
+			defer m.Close()
+			testRunSized(t, m)
+		})
+	}
+}
+
+func testRunSized(t *testing.T, m *Model) {
+	tests := []struct {
+		h, w  int
+		names []string
+	}{
+		{3, 5, []string{"u", "m"}},
+		{1, 1, []string{"u"}},
+		{4, 2, []string{"m", "u"}},
+		{7, 3, []string{"m"}},
+	}
+	x := []float32{1.5, -2, 3.25, 7}
+	for _, tc := range tests {
+		t.Run(fmt.Sprintf("%dx%d_%s", tc.h, tc.w, strings.Join(tc.names, "")), func(t *testing.T) {
+			outs, err := m.Run([]backend.Tensor{
+				{Name: "x", Shape: []int64{1, 1, 2, 2}, Data: x},
+				{Name: "size", Shape: []int64{2}, Data: []float32{float32(tc.h), float32(tc.w)}},
+			}, tc.names)
+			if err != nil {
+				t.Fatal(err)
+			}
+			u := nearest(x, tc.h, tc.w)
+			want := map[string]struct {
+				shape []int64
+				data  []float32
+			}{
+				"u": {[]int64{1, 1, int64(tc.h), int64(tc.w)}, u},
+				"m": {[]int64{1}, []float32{maxOf(u)}},
+			}
+			for i, name := range tc.names {
+				o := outs[i]
+				if o.Name != name || fmt.Sprint(o.Shape) != fmt.Sprint(want[name].shape) {
+					t.Fatalf("output %d: %q of shape %v, want %q of shape %v", i, o.Name,
+						o.Shape, name, want[name].shape)
+				}
+				checkClose(t, name, o.Data, want[name].data, 0)
+			}
+		})
+	}
+	_, err := m.Run([]backend.Tensor{
+		{Name: "x", Shape: []int64{1, 1, 2, 2}, Data: x},
+		{Name: "size", Shape: []int64{2}, Data: []float32{2, 2}},
+	}, []string{"u", "nope"})
+	if err == nil || !strings.Contains(err.Error(), `"nope"`) {
+		t.Errorf("unknown output: got %v, want an error naming it", err)
+	}
+}
+
+func maxOf(v []float32) float32 {
+	m := v[0]
+	for _, x := range v[1:] {
+		m = max(m, x)
+	}
+	return m
+}
+
+func TestCheckOutputShape(t *testing.T) {
+	info := backend.TensorInfo{Name: "o", Shape: []int64{-1, 4, -1}, Type: backend.Float32}
+	tests := []struct {
+		batched bool
+		got     []int64
+		ok      bool
+	}{
+		{true, []int64{3, 4, 9}, true},
+		{true, []int64{2, 4, 9}, false}, // batch differs from the inputs'
+		{false, []int64{2, 4, 9}, true}, // no input sets the batch
+		{false, []int64{3, 5, 9}, false},
+		{false, []int64{3, 4}, false},
+		{false, []int64{3, 4, -1}, false},
+	}
+	for _, tc := range tests {
+		m := &Model{name: "test.onnx", batched: tc.batched}
+		err := m.checkOutputShape(info, tc.got, 3)
+		if (err == nil) != tc.ok || (err != nil && !errors.Is(err, backend.ErrShape)) {
+			t.Errorf("batched %v, shape %v: error %v, want ok=%v", tc.batched, tc.got, err, tc.ok)
+		}
+	}
+}

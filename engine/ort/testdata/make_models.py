@@ -11,6 +11,11 @@ It writes, beside this script:
                           a [B,2,3], b [B,3] -> y = 2*a + 1      [B,2,3]
                                                 z = sum(a, 1) + b [B,3]
   affine_sum.onnx.json  its manifest (engine/backend.Manifest, contract 1)
+  upsample.onnx         output sizes known only at run time, as in the public SAM decoder:
+                          x [1,1,2,2], size [2] -> u = nearest(x, size)  [-1,-1,-1,-1]
+                                                   m = max of u per image [-1]  
+                        (u's size is size's value; m has a dynamic batch that no input sets)
+  upsample.onnx.json    its manifest
 
 The function has no weights, so the Go tests compute the expected numbers themselves
 from random inputs. The files are committed; rerunning the script rewrites the manifest
@@ -32,11 +37,19 @@ class AffineSum(torch.nn.Module):
         return 2.0 * a + 1.0, a.sum(dim=1) + b
 
 
-def export(module, args, in_specs, out_specs, name, model_kind):
+class Upsample(torch.nn.Module):
+    def forward(self, x, size):
+        hw = size.to(torch.int64)
+        u = torch.nn.functional.interpolate(x, size=(hw[0], hw[1]), mode="nearest")
+        return u, u.amax(dim=(1, 2, 3))
+
+
+def export(module, args, in_specs, out_specs, name, model_kind, dynamic=None):
     path = os.path.join(HERE, name)
     names_in = [s[0] for s in in_specs]
     names_out = [s[0] for s in out_specs]
-    dynamic = {n: {0: "batch"} for n in names_in + names_out}
+    if dynamic is None:
+        dynamic = {n: {0: "batch"} for n in names_in + names_out}
     torch.onnx.export(module, args, path, opset_version=OPSET, input_names=names_in,
                       output_names=names_out, dynamic_axes=dynamic,
                       do_constant_folding=True)
@@ -69,6 +82,11 @@ def main():
            [("a", [-1, 2, 3]), ("b", [-1, 3])],
            [("y", [-1, 2, 3]), ("z", [-1, 3])],
            "affine_sum.onnx", "test-affine-sum")
+    export(Upsample().eval(), (torch.randn(1, 1, 2, 2), torch.tensor([3.0, 5.0])),
+           [("x", [1, 1, 2, 2]), ("size", [2])],
+           [("u", [-1, -1, -1, -1]), ("m", [-1])],
+           "upsample.onnx", "test-upsample",
+           dynamic={"u": {0: "b", 1: "c", 2: "h", 3: "w"}, "m": {0: "b"}})
 
 
 if __name__ == "__main__":
