@@ -1,0 +1,300 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/medlsam-fast/medlsam-fast/engine/backend"
+	"github.com/medlsam-fast/medlsam-fast/engine/localize"
+	"github.com/medlsam-fast/medlsam-fast/engine/nifti"
+	"github.com/medlsam-fast/medlsam-fast/engine/ort"
+	"github.com/medlsam-fast/medlsam-fast/engine/volume"
+)
+
+// Model names of the MedLAM manifests (engine/backend Manifest.Model).
+const (
+	modelFull    = "medlam"
+	modelEncoder = "medlam-encoder"
+)
+
+// CPU is the default backend: ONNX Runtime on the CPU (engine/ort).
+const CPU = "cpu"
+
+// Opener opens one model file, whose manifest man (already read and checked against the
+// file's digest) sits beside it, on some backend. The caller of Open owns nothing it
+// returns: the Engine closes the models.
+type Opener func(path string, man *backend.Manifest) (backend.Model, error)
+
+// Options configures Open. The zero value opens "medlam" (or the one MedLAM model of the
+// directory) on the CPU backend with the method's defaults.
+type Options struct {
+	// Backend names a built-in backend; "" and CPU mean ONNX Runtime on the CPU. Ignored
+	// when Open is set.
+	Backend string
+	// Open, when set, opens the model files instead of a built-in backend: the hook for
+	// backends built elsewhere (TensorRT engines) and for tests.
+	Open Opener
+	// ModelName is the model's base name: NAME.onnx (the full network, required) and
+	// NAME-encoder.onnx (encoder and regression head, for the coarse step; optional). ""
+	// means "medlam", or else the only NAME.onnx of the directory whose manifest is a
+	// MedLAM network (such as medlam_tiny).
+	ModelName string
+	// ORTLibrary is the ONNX Runtime library for the CPU backend ("" searches for it).
+	ORTLibrary string
+	// Threads caps the CPU backend's threads (0: all cores).
+	Threads int
+	// Localize holds the localiser's settings (mode, batch size, seed, logger).
+	Localize localize.Config
+}
+
+// Engine holds an opened MedLAM network and runs localisation with it. Its methods may be
+// called from several goroutines; they run one at a time (open several Engines to run in
+// parallel). Whoever calls Open must call Close.
+type Engine struct {
+	mu     sync.Mutex
+	net    localize.Network
+	models []backend.Model
+	cfg    localize.Config
+	closed bool
+}
+
+// Open finds the MedLAM models in modelsDir (see Options.ModelName), checks them against
+// their manifests and opens them on the chosen backend.
+func Open(modelsDir string, opt Options) (*Engine, error) {
+	open := opt.Open
+	if open == nil {
+		switch opt.Backend {
+		case "", CPU:
+			o := ort.Options{LibraryPath: opt.ORTLibrary, IntraOpThreads: opt.Threads,
+				BatchInvariant: true}
+			open = func(path string, _ *backend.Manifest) (backend.Model, error) {
+				return ort.Open(path, o)
+			}
+		default:
+			return nil, fmt.Errorf("%w: engine: backend %q is not built in (built in: %q; "+
+				"others plug in through Options.Open)", backend.ErrUnavailable, opt.Backend, CPU)
+		}
+	}
+	name, err := findModel(modelsDir, opt.ModelName)
+	if err != nil {
+		return nil, err
+	}
+	cfg := opt.Localize
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	e := &Engine{cfg: cfg}
+	fullPath := filepath.Join(modelsDir, name+".onnx")
+	full, man, err := openChecked(open, fullPath, modelFull)
+	if err != nil {
+		return nil, err
+	}
+	e.models = append(e.models, full)
+	e.net = localize.Network{Full: full, ModelSHA256: man.SHA256}
+	encPath := filepath.Join(modelsDir, name+"-encoder.onnx")
+	if _, err := os.Stat(encPath); err == nil {
+		enc, _, err := openChecked(open, encPath, modelEncoder)
+		if err != nil {
+			e.Close()
+			return nil, err
+		}
+		e.models = append(e.models, enc)
+		e.net.Encoder = enc
+	} else {
+		cfg.Logger.Warn("engine: no encoder model; the coarse step runs the full network",
+			"missing", encPath)
+	}
+	return e, nil
+}
+
+// findModel returns the base name of the MedLAM model to open in dir.
+func findModel(dir, name string) (string, error) {
+	if name != "" {
+		return name, nil
+	}
+	if _, err := os.Stat(filepath.Join(dir, modelFull+".onnx")); err == nil {
+		return modelFull, nil
+	}
+	files, err := filepath.Glob(filepath.Join(dir, "*.onnx"))
+	if err != nil {
+		return "", fmt.Errorf("engine: %w", err)
+	}
+	var found []string
+	for _, f := range files {
+		man, err := backend.LoadManifest(f)
+		if err == nil && man.Model == modelFull {
+			found = append(found, strings.TrimSuffix(filepath.Base(f), ".onnx"))
+		}
+	}
+	switch len(found) {
+	case 1:
+		return found[0], nil
+	case 0:
+		return "", fmt.Errorf("engine: %s holds no MedLAM model (%s.onnx, or NAME.onnx with "+
+			"a manifest of model %q); run `make models-medlam-full` or give the model name",
+			dir, modelFull, modelFull)
+	default:
+		slices.Sort(found)
+		return "", fmt.Errorf("engine: %s holds several MedLAM models (%s); give the model "+
+			"name", dir, strings.Join(found, ", "))
+	}
+}
+
+// openChecked reads path's manifest, checks that it is a model of the wanted kind and opens
+// it.
+func openChecked(open Opener, path, want string) (backend.Model, *backend.Manifest, error) {
+	man, err := backend.LoadManifest(path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("engine: %w", err)
+	}
+	if man.Model != want {
+		return nil, nil, fmt.Errorf("engine: %s is a %q model (its manifest), want %q", path,
+			man.Model, want)
+	}
+	m, err := open(path, man)
+	if err != nil {
+		return nil, nil, err
+	}
+	return m, man, nil
+}
+
+// Close closes the models. It is idempotent; later calls of the other methods fail.
+func (e *Engine) Close() error {
+	if e == nil {
+		return nil
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return nil
+	}
+	e.closed = true
+	var errs []error
+	for i := len(e.models) - 1; i >= 0; i-- {
+		errs = append(errs, e.models[i].Close())
+	}
+	return errors.Join(errs...)
+}
+
+// ErrClosed is returned by the methods of a closed Engine.
+var ErrClosed = errors.New("engine: closed")
+
+// ModelSHA256 returns the digest of the full network, which template sets record.
+func (e *Engine) ModelSHA256() string { return e.net.ModelSHA256 }
+
+// TemplateInput is one template: an image and its label map, as files or as volumes (a
+// volume, when set, is used instead of reading its path; the path then only names it).
+type TemplateInput struct {
+	ImagePath, LabelsPath string
+	Image, Labels         *volume.Volume
+}
+
+// BuildTemplates computes the template set of organs over the templates (see
+// localize.BuildTemplateSet): every template must hold every organ, and a label map must
+// share its image's grid.
+func (e *Engine) BuildTemplates(ctx context.Context, templates []TemplateInput,
+	organs []localize.Organ) (*localize.TemplateSet, error) {
+	var tpl []localize.Template
+	for i, t := range templates {
+		img, err := prepared(t.Image, t.ImagePath, localize.Image)
+		if err != nil {
+			return nil, fmt.Errorf("engine: template %d: %w", i, err)
+		}
+		lab, err := prepared(t.Labels, t.LabelsPath, localize.Labels)
+		if err != nil {
+			return nil, fmt.Errorf("engine: template %d: %w", i, err)
+		}
+		tpl = append(tpl, localize.Template{Image: img, Labels: lab})
+	}
+	return e.build(ctx, tpl, organs, e.cfg)
+}
+
+// BuildTemplatesFromPoints computes the template set from a template-points file (see
+// localize.TemplatePoints): its images are read, its points used as given. organs selects
+// some of the file's organs; nil means all of them. The mode (WPL or SPL) is the file's.
+func (e *Engine) BuildTemplatesFromPoints(ctx context.Context, pointsFile string,
+	organs []localize.Organ) (*localize.TemplateSet, error) {
+	tp, err := localize.ReadTemplatePoints(pointsFile)
+	if err != nil {
+		return nil, err
+	}
+	if organs == nil {
+		organs = tp.Organs()
+	}
+	var tpl []localize.Template
+	for i := range tp.Templates {
+		img, err := prepared(nil, tp.ImagePath(i), localize.Image)
+		if err != nil {
+			return nil, fmt.Errorf("engine: %s: %w", pointsFile, err)
+		}
+		t, err := tp.Template(i, img)
+		if err != nil {
+			return nil, err
+		}
+		tpl = append(tpl, t)
+	}
+	cfg := e.cfg
+	cfg.Mode = tp.Mode()
+	return e.build(ctx, tpl, organs, cfg)
+}
+
+func (e *Engine) build(ctx context.Context, tpl []localize.Template, organs []localize.Organ,
+	cfg localize.Config) (*localize.TemplateSet, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return nil, ErrClosed
+	}
+	return localize.BuildTemplateSet(ctx, &e.net, tpl, organs, cfg)
+}
+
+// LoadTemplates reads a template set saved with (*localize.TemplateSet).Save, refusing one
+// computed by another model.
+func (e *Engine) LoadTemplates(path string) (*localize.TemplateSet, error) {
+	return localize.LoadTemplateSet(path, e.net.ModelSHA256)
+}
+
+// Localize finds the boxes of every organ of ts in the query NIfTI file.
+func (e *Engine) Localize(ctx context.Context, ts *localize.TemplateSet,
+	queryPath string) (*localize.Result, error) {
+	return e.LocalizeVolume(ctx, ts, nil, queryPath)
+}
+
+// LocalizeVolume is Localize on a volume already in memory; source names it in the result
+// and in errors. With v nil, source is read as a NIfTI file.
+func (e *Engine) LocalizeVolume(ctx context.Context, ts *localize.TemplateSet,
+	v *volume.Volume, source string) (*localize.Result, error) {
+	q, err := prepared(v, source, localize.Image)
+	if err != nil {
+		return nil, fmt.Errorf("engine: query: %w", err)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return nil, ErrClosed
+	}
+	res, _, err := localize.Localize(ctx, &e.net, ts, q, e.cfg)
+	return res, err
+}
+
+// prepared returns v (or the NIfTI file at path when v is nil) prepared for the network.
+func prepared(v *volume.Volume, path string, kind localize.Kind) (*localize.Grid, error) {
+	if v == nil {
+		if path == "" {
+			return nil, fmt.Errorf("no volume and no file given")
+		}
+		f, err := nifti.Read(path, nifti.ReadOptions{})
+		if err != nil {
+			return nil, err
+		}
+		v = f.Volume
+	}
+	return localize.Prepare(v, path, kind)
+}
