@@ -186,6 +186,11 @@ func (e *Engine) Close() error {
 // ErrClosed is returned by the methods of a closed Engine.
 var ErrClosed = errors.New("engine: closed")
 
+// Network returns the engine's network, for callers that drive package localize
+// themselves. It stays usable until Close; calls through it are not serialised with the
+// Engine's own.
+func (e *Engine) Network() *localize.Network { return &e.net }
+
 // ModelSHA256 returns the digest of the full network, which template sets record.
 func (e *Engine) ModelSHA256() string { return e.net.ModelSHA256 }
 

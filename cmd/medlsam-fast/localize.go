@@ -8,16 +8,15 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
 
 	"github.com/spf13/pflag"
 
+	"github.com/medlsam-fast/medlsam-fast/engine"
 	"github.com/medlsam-fast/medlsam-fast/engine/localize"
 	"github.com/medlsam-fast/medlsam-fast/engine/nifti"
-	"github.com/medlsam-fast/medlsam-fast/engine/ort"
 )
 
 func init() {
@@ -32,6 +31,7 @@ func init() {
 type localizeFlags struct {
 	templates     []string
 	templateSet   string
+	points        string
 	saveTemplates string
 	organs        []string
 	labelNames    string
@@ -51,6 +51,9 @@ func runLocalize(args []string, stdout io.Writer) error {
 	var f localizeFlags
 	fs.StringArrayVar(&f.templates, "template", nil,
 		"template IMAGE:LABELS pair of NIfTI files (repeat for several templates)")
+	fs.StringVar(&f.points, "template-points", "",
+		"JSON file of template images and their organs' points (schema: localize."+
+			"TemplatePoints), instead of --template pairs")
 	fs.StringVar(&f.templateSet, "templates-file", "",
 		"load a saved template set instead of computing it from --template pairs")
 	fs.StringVar(&f.saveTemplates, "save-templates", "",
@@ -60,8 +63,9 @@ func runLocalize(args []string, stdout io.Writer) error {
 	fs.StringVar(&f.labelNames, "label-names", "",
 		`JSON object mapping label values to names, e.g. {"5": "liver"}`)
 	fs.StringVar(&f.models, "models", "models/full", "directory of the MedLAM ONNX models")
-	fs.StringVar(&f.modelName, "model-name", "medlam",
-		"model base name: NAME.onnx (full) and NAME-encoder.onnx (optional, coarse step)")
+	fs.StringVar(&f.modelName, "model-name", "",
+		"model base name: NAME.onnx (full) and NAME-encoder.onnx (optional, coarse step); "+
+			"default medlam, or the directory's only MedLAM model")
 	fs.StringVar(&f.ortLib, "ort-lib", "", "path of libonnxruntime.so.1 (default: search)")
 	fs.IntVar(&f.threads, "threads", 0, "CPU threads for ONNX Runtime (0: all)")
 	fs.IntVar(&f.batch, "batch", localize.DefaultBatchSize, "patches per network call")
@@ -83,8 +87,15 @@ func runLocalize(args []string, stdout io.Writer) error {
 	if fs.NArg() == 0 && f.saveTemplates == "" {
 		return fmt.Errorf("%w: no query given (and no --save-templates)", errUsage)
 	}
-	if (len(f.templates) == 0) == (f.templateSet == "") {
-		return fmt.Errorf("%w: give either --template pairs or --templates-file", errUsage)
+	given := 0
+	for _, set := range []bool{len(f.templates) > 0, f.templateSet != "", f.points != ""} {
+		if set {
+			given++
+		}
+	}
+	if given != 1 {
+		return fmt.Errorf("%w: give one of --template pairs, --template-points or "+
+			"--templates-file", errUsage)
 	}
 	mode := localize.Mode(strings.ToUpper(f.mode))
 	if mode != localize.WPL && mode != localize.SPL {
@@ -94,31 +105,42 @@ func runLocalize(args []string, stdout io.Writer) error {
 		Seed: f.seed, Logger: slog.Default()}
 	ctx := context.Background()
 
-	net, closeNet, err := openNetwork(f)
+	eng, err := engine.Open(f.models, engine.Options{ModelName: f.modelName,
+		ORTLibrary: f.ortLib, Threads: f.threads, Localize: cfg})
 	if err != nil {
 		return err
 	}
-	defer closeNet()
+	defer eng.Close()
 
 	var ts *localize.TemplateSet
-	if f.templateSet != "" {
-		ts, err = localize.LoadTemplateSet(f.templateSet, net.ModelSHA256)
+	switch {
+	case f.templateSet != "":
+		ts, err = eng.LoadTemplates(f.templateSet)
 		if err != nil {
 			return err
 		}
 		slog.Info("localize: template set loaded", "file", f.templateSet,
 			"organs", len(ts.Organs), "points", ts.NumPoints())
-	} else {
+	case f.points != "":
+		var organs []localize.Organ
+		if len(f.organs) > 0 {
+			if organs, err = parseOrgans(f.organs, f.labelNames); err != nil {
+				return err
+			}
+		}
+		if ts, err = eng.BuildTemplatesFromPoints(ctx, f.points, organs); err != nil {
+			return err
+		}
+	default:
 		organs, err := parseOrgans(f.organs, f.labelNames)
 		if err != nil {
 			return err
 		}
-		tpl, err := readTemplates(f.templates)
+		tpl, err := templateInputs(f.templates)
 		if err != nil {
 			return err
 		}
-		ts, err = localize.BuildTemplateSet(ctx, net, tpl, organs, cfg)
-		if err != nil {
+		if ts, err = eng.BuildTemplates(ctx, tpl, organs); err != nil {
 			return err
 		}
 	}
@@ -132,16 +154,7 @@ func runLocalize(args []string, stdout io.Writer) error {
 		return nil
 	}
 
-	query := fs.Arg(0)
-	img, err := nifti.Read(query, nifti.ReadOptions{})
-	if err != nil {
-		return err
-	}
-	q, err := localize.Prepare(img.Volume, query, localize.Image)
-	if err != nil {
-		return err
-	}
-	res, _, err := localize.Localize(ctx, net, ts, q, cfg)
+	res, err := eng.Localize(ctx, ts, fs.Arg(0))
 	if err != nil {
 		return err
 	}
@@ -160,61 +173,51 @@ func runLocalize(args []string, stdout io.Writer) error {
 	return nil
 }
 
-// openNetwork opens NAME.onnx and, when present, NAME-encoder.onnx from the models
-// directory in ONNX Runtime. The returned function closes them.
-func openNetwork(f localizeFlags) (*localize.Network, func(), error) {
-	opt := ort.Options{LibraryPath: f.ortLib, IntraOpThreads: f.threads, BatchInvariant: true}
-	fullPath := filepath.Join(f.models, f.modelName+".onnx")
-	full, err := ort.Open(fullPath, opt)
-	if err != nil {
-		return nil, nil, err
-	}
-	net := &localize.Network{Full: full, ModelSHA256: full.Manifest().SHA256}
-	encPath := filepath.Join(f.models, f.modelName+"-encoder.onnx")
-	if _, err := os.Stat(encPath); err == nil {
-		enc, err := ort.Open(encPath, opt)
-		if err != nil {
-			full.Close()
-			return nil, nil, err
-		}
-		net.Encoder = enc
-	} else {
-		slog.Warn("localize: no encoder model; the coarse step runs the full network",
-			"missing", encPath)
-	}
-	return net, func() {
-		if net.Encoder != nil {
-			net.Encoder.Close()
-		}
-		full.Close()
-	}, nil
-}
-
-// readTemplates reads IMAGE:LABELS pairs and prepares them.
-func readTemplates(pairs []string) ([]localize.Template, error) {
-	var out []localize.Template
+// templateInputs parses IMAGE:LABELS pairs.
+func templateInputs(pairs []string) ([]engine.TemplateInput, error) {
+	var out []engine.TemplateInput
 	for _, p := range pairs {
 		imgPath, labPath, ok := strings.Cut(p, ":")
 		if !ok || imgPath == "" || labPath == "" {
 			return nil, fmt.Errorf("%w: --template %q: want IMAGE:LABELS", errUsage, p)
 		}
-		img, err := nifti.Read(imgPath, nifti.ReadOptions{})
+		out = append(out, engine.TemplateInput{ImagePath: imgPath, LabelsPath: labPath})
+	}
+	return out, nil
+}
+
+// openNetwork opens the MedLAM models through the engine package for callers that drive
+// package localize themselves (the segment subcommand). The returned function closes them.
+func openNetwork(f localizeFlags) (*localize.Network, func(), error) {
+	eng, err := engine.Open(f.models, engine.Options{ModelName: f.modelName,
+		ORTLibrary: f.ortLib, Threads: f.threads})
+	if err != nil {
+		return nil, nil, err
+	}
+	return eng.Network(), func() { eng.Close() }, nil
+}
+
+// readTemplates reads IMAGE:LABELS pairs and prepares them (for the segment subcommand).
+func readTemplates(pairs []string) ([]localize.Template, error) {
+	in, err := templateInputs(pairs)
+	if err != nil {
+		return nil, err
+	}
+	var out []localize.Template
+	for _, t := range in {
+		img, err := nifti.Read(t.ImagePath, nifti.ReadOptions{})
 		if err != nil {
 			return nil, err
 		}
-		lab, err := nifti.Read(labPath, nifti.ReadOptions{})
+		lab, err := nifti.Read(t.LabelsPath, nifti.ReadOptions{})
 		if err != nil {
 			return nil, err
 		}
-		if img.Volume.Shape != lab.Volume.Shape {
-			return nil, fmt.Errorf("localize: template label map %s has shape %v, its image "+
-				"%s %v", labPath, lab.Volume.Shape, imgPath, img.Volume.Shape)
-		}
-		gi, err := localize.Prepare(img.Volume, imgPath, localize.Image)
+		gi, err := localize.Prepare(img.Volume, t.ImagePath, localize.Image)
 		if err != nil {
 			return nil, err
 		}
-		gl, err := localize.Prepare(lab.Volume, labPath, localize.Labels)
+		gl, err := localize.Prepare(lab.Volume, t.LabelsPath, localize.Labels)
 		if err != nil {
 			return nil, err
 		}

@@ -9,7 +9,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/medlsam-fast/medlsam-fast/engine/backend"
 	"github.com/medlsam-fast/medlsam-fast/engine/localize"
+	"github.com/medlsam-fast/medlsam-fast/engine/nifti"
+	"github.com/medlsam-fast/medlsam-fast/engine/phantom"
 )
 
 func TestParseOrgans(t *testing.T) {
@@ -64,6 +67,8 @@ func TestLocalizeUsage(t *testing.T) {
 		{"--template", "a:b", "--templates-file", "s", "q.nii"}, // both
 		{"--template", "a:b", "--mode", "XYZ", "q.nii"},
 		{"a.nii", "b.nii", "--template", "a:b"},
+		{"--template", "a:b", "--template-points", "p.json", "q.nii"},
+		{"--template-points", "p.json", "--templates-file", "s", "q.nii"},
 	}
 	for _, args := range cases {
 		var out bytes.Buffer
@@ -71,5 +76,66 @@ func TestLocalizeUsage(t *testing.T) {
 		if !errors.Is(err, errUsage) {
 			t.Errorf("localize %v: %v, want a usage error", args, err)
 		}
+	}
+}
+
+// TestLocalizeTemplatePointsTiny runs the subcommand with the tiny models on a phantom: the
+// template from a points file, the template set saved, then loaded for a second run that
+// must give the same JSON.
+func TestLocalizeTemplatePointsTiny(t *testing.T) {
+	if testing.Short() {
+		t.Skip("slow: tiny MedLAM over about 20 patches")
+	}
+	ph, err := phantom.Generate(phantom.Config{Shape: [3]int{80, 80, 70},
+		Spacing: [3]float64{3, 3, 3}, Seed: 2, Noise: 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	img := filepath.Join(dir, "ct.nii.gz")
+	if err := nifti.Write(img, ph.Image, nifti.WriteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	ext, err := ph.ExtremePoints(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Extreme points (i, j, k), rows min i, j, k then max: the file wants [k, j, i] rows
+	// min k, j, i then max k, j, i.
+	var rows [][3]int
+	for _, r := range []int{2, 1, 0, 5, 4, 3} {
+		p := ext[r]
+		rows = append(rows, [3]int{p[2], p[1], p[0]})
+	}
+	doc := map[string]any{"version": 1, "templates": []any{map[string]any{
+		"image": "ct.nii.gz", "organs": []any{map[string]any{"label": 1, "name": "spleen",
+			"points": rows}}}}}
+	b, _ := json.Marshal(doc)
+	points := filepath.Join(dir, "points.json")
+	os.WriteFile(points, b, 0o644)
+	set := filepath.Join(dir, "set.mlts")
+	var out1, out2 bytes.Buffer
+	args := []string{"--models", "../../testdata/models", "--template-points", points,
+		"--save-templates", set, img}
+	if err := runLocalize(args, &out1); err != nil {
+		if errors.Is(err, backend.ErrUnavailable) {
+			t.Skipf("ONNX Runtime unavailable: %v", err)
+		}
+		t.Fatal(err)
+	}
+	args = []string{"--models", "../../testdata/models", "--templates-file", set, img}
+	if err := runLocalize(args, &out2); err != nil {
+		t.Fatal(err)
+	}
+	if out1.String() != out2.String() {
+		t.Errorf("saved template set gives another result:\n%s\n%s", out1.String(),
+			out2.String())
+	}
+	var res localize.Result
+	if err := json.Unmarshal(out1.Bytes(), &res); err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Organs) != 1 || res.Organs[0].Name != "spleen" || res.Query != img {
+		t.Errorf("result %+v", res)
 	}
 }
