@@ -24,4 +24,37 @@
 // Network calls go through backend.Model (engine/backend) in batches of at most
 // Config.BatchSize patches, so the results do not depend on the batch size when the backend
 // computes each batch entry independently (ONNX Runtime on the CPU does).
+//
+// # Refinement from a distance, with random weights
+//
+// Issue 3 expects the refinement started within 60 mm (20 voxels) of a true extreme point to
+// return to it within a voxel. With random weights it does not, and the cause is the network,
+// not this code: TestSimilarityParityTorch feeds identical ONNX Runtime features to this
+// package and to the reference formulation in torch (testdata/mss_reference.py: centre-crop
+// kernels, F.normalize, grouped conv3d with padding k/2, /k^3, trilinear resize to 64^3,
+// sum, argmax, idx-32+1), and kernels (to 1e-5) and argmaxes agree on every point. What
+// changes with the start is the features themselves: instance norm is per patch and the
+// U-Net's receptive field spans the patch, so a random network's feature at the same
+// anatomy differs when the anatomy sits off the patch centre. On the shifted CT the fused
+// score at the true offset falls from about 2.4 (started on the truth) to 1.06-1.55
+// (started 20 voxels away), below the 1.7-1.9 of a wrong voxel elsewhere.
+//
+// TestRefineDistanceTable, points of two organs (kidney_right, spleen) within a voxel after
+// refinement, by start distance r voxels per axis (start = truth + (r, -r, r) or
+// (-r, r, -r)); query = template shifted by (6, 5, 9) voxels; worst error in parentheses:
+//
+//	model (base width)     volume    r=0          r=5          r=10         r=20
+//	tiny (3, committed)    CT        12/12 (1)    5/24 (20)    5/24 (28)    3/24 (46)
+//	tiny                   phantom   12/12 (1)    1/24 (24)    1/24 (30)    0/24 (46)
+//	mid (8, seed 0)        CT        12/12 (1)    6/24 (21)    6/24 (33)    5/24 (46)
+//	mid                    phantom   12/12 (1)    1/24 (23)    3/24 (23)    1/24 (39)
+//
+// The mid model is models/medlam.py's network with base width 8 and random seed 0, exported
+// with medlam.export (the CLI has no width option); set MEDLSAM_MEDLAM_MODEL to its .onnx to
+// tabulate it. A wider random network is not more distinctive, so the property of the issue
+// is one of trained weights. The tests assert what holds: parity with the reference, and
+// every point started on the truth staying within a voxel (the method's +1 bias).
+//
+// TODO(#3): assert the +-60 mm return on trained weights (medlam.pth), which cannot be
+// fetched here.
 package localize

@@ -190,11 +190,12 @@ func TestKnownAnswerTinyONNX(t *testing.T) {
 }
 
 // TestKnownAnswerTinyONNXFar starts the refinement up to 60 mm (20 voxels) from the true
-// points, as issue 3 asks, and logs how many return within a voxel. The tiny model's random
-// features are not distinctive that far (see the report of issue 3), so the test reports the
-// figures and skips instead of loosening the check.
+// points, as issue 3 asks, and logs how many return within a voxel. Random features are not
+// distinctive that far, at any width (the package documentation has the figures and the
+// parity check that rules out this code), so the test reports the figures and skips instead
+// of loosening the check.
 //
-// TODO(#3): assert within a voxel on the full-size network or on phantom cases.
+// TODO(#3): assert within a voxel on trained weights.
 func TestKnownAnswerTinyONNXFar(t *testing.T) {
 	if testing.Short() {
 		t.Skip("slow: tiny MedLAM over 72 patches")
