@@ -23,8 +23,10 @@ func init() {
 func runPhantom(args []string, stdout io.Writer) error {
 	fs := newFlags("phantom", "OUTDIR", stdout)
 	shape := fs.IntSlice("shape", []int{128, 128, 96}, "grid size along world x, y, z")
-	spacing := fs.Float64Slice("spacing", []float64{1.5, 1.5, 2.5}, "voxel size in mm along x, y, z")
-	orient := fs.String("orientation", "LPS", "orientation code of the written grid (RAS, LPS, ...)")
+	spacing := fs.Float64Slice("spacing", []float64{1.5, 1.5, 2.5},
+		"voxel size in mm along x, y, z")
+	orient := fs.String("orientation", "LPS",
+		"orientation code of the written grid (RAS, LPS, ...)")
 	seed := fs.Int64("seed", 1, "seed of the organ layout and the noise")
 	noise := fs.Float64("noise", 10, "Gaussian noise standard deviation in HU")
 	lungs := fs.Bool("lungs", true, "add the lung bases at the top")

@@ -19,8 +19,10 @@ func init() {
 
 func runResample(args []string, stdout io.Writer) error {
 	fs := newFlags("resample", "IN.nii[.gz] OUT.nii[.gz]", stdout)
-	spacing := fs.Float64Slice("spacing", []float64{3, 3, 3}, "target voxel size in mm along i, j, k")
-	labels := fs.Bool("labels", false, "the input is a label map: nearest neighbour, integer output")
+	spacing := fs.Float64Slice("spacing", []float64{3, 3, 3},
+		"target voxel size in mm along i, j, k")
+	labels := fs.Bool("labels", false,
+		"the input is a label map: nearest neighbour, integer output")
 	if err := fs.Parse(args); err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}

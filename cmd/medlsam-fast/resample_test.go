@@ -29,7 +29,8 @@ func TestPhantomThenResample(t *testing.T) {
 	}
 	src := filepath.Join(dir, "phantom_labels.nii.gz")
 	dst := filepath.Join(dir, "labels_3mm.nii.gz")
-	if _, errs, code = runCmd(t, "resample", "--labels", "--spacing", "3,3,3", src, dst); code != 0 {
+	_, errs, code = runCmd(t, "resample", "--labels", "--spacing", "3,3,3", src, dst)
+	if code != 0 {
 		t.Fatalf("resample: exit %d: %s", code, errs)
 	}
 	a, err := nifti.Read(src, nifti.ReadOptions{})

@@ -82,7 +82,8 @@ func requireNibabel(t testing.TB) {
 	if _, err := os.Stat(python); err != nil {
 		t.Skipf("skipping: %s not found, needed to compare with nibabel", python)
 	}
-	if out, err := exec.Command(python, "-c", "import nibabel, numpy").CombinedOutput(); err != nil {
+	out, err := exec.Command(python, "-c", "import nibabel, numpy").CombinedOutput()
+	if err != nil {
 		t.Skipf("skipping: nibabel not importable by %s: %v %s", python, err, out)
 	}
 }

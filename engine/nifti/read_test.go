@@ -22,7 +22,8 @@ func TestReadFixtures(t *testing.T) {
 			for _, dt := range allTypes {
 				for _, withExt := range []bool{false, true} {
 					for _, gz := range []bool{false, true} {
-						name := fmt.Sprintf("v%d-%s-%v-ext%v-gz%v", version, o.name, dt, withExt, gz)
+						name := fmt.Sprintf("v%d-%s-%v-ext%v-gz%v", version, o.name, dt,
+							withExt, gz)
 						t.Run(name, func(t *testing.T) {
 							f := baseFixture(version, o.bo, dt)
 							f.gz = gz
