@@ -113,7 +113,9 @@ func Generate(cfg Config) (*Phantom, error) {
 	for a := 0; a < 3; a++ {
 		ras.Affine[a][3] = -cfg.Spacing[a] * float64(cfg.Shape[a]-1) / 2
 	}
-	labels := ras.Clone()
+	// The label map shares the grid; its voxels start at 0 (background) like the image's.
+	labels := &volume.Volume{Data: make([]float32, len(ras.Data)), Shape: ras.Shape,
+		Spacing: ras.Spacing, Affine: ras.Affine}
 	p := &Phantom{Config: cfg}
 	p.layout(cfg)
 	p.paint(ras, labels)
