@@ -19,12 +19,20 @@ func FuzzRead(f *testing.F) {
 		baseFixture(1, be, Float64),
 		baseFixture(2, le, Uint8),
 		baseFixture(2, be, Int32),
+		baseFixture(1, be, Uint16),
+		baseFixture(2, le, Float32),
 	}
 	seeds[0].exts = []Extension{{Code: 6, Data: []byte("seed")}}
 	seeds[1].slope, seeds[1].inter = 2, 1
 	seeds[2].qcode, seeds[2].scode = 1, 0
 	seeds[2].quat = [3]float64{0.1, 0.2, 0.3}
 	seeds[3].dim = [8]int64{4, 5, 4, 3, 1, 1, 1, 1}
+	// A qform-only NIfTI-1 file with qfac -1, and a NIfTI-2 file with two extensions and
+	// scaling, so that mutations reach the quaternion and extension code in both versions.
+	seeds[4].qcode, seeds[4].scode, seeds[4].pixdim[0] = 2, 0, -1
+	seeds[4].quat, seeds[4].qoff = [3]float64{0.5, -0.5, 0.5}, [3]float64{1, 2, 3}
+	seeds[5].exts = []Extension{{Code: 4, Data: []byte("afni")}, {Code: 6, Data: []byte("c")}}
+	seeds[5].slope, seeds[5].inter = 0.5, -3
 	for _, s := range seeds {
 		for _, gz := range []bool{false, true} {
 			s.gz = gz
