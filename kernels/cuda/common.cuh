@@ -38,6 +38,17 @@ typedef struct {
 typedef struct mlk_stream_s *mlk_stream;
 typedef struct mlk_event_s *mlk_event;
 
+// mlk_copy is one copy of a batch entry (the mlk_*_batch functions): bytes between pinned
+// host memory (from mlk_host_alloc) and a device address. A batch entry enqueues its copies
+// in (host to device), then its kernels, then its copies out (device to host), all on its
+// stream, and waits for the stream before returning when it has copies out, so that one
+// native call moves and processes a whole batch.
+typedef struct {
+    void *host;
+    uint64_t dev;
+    size_t bytes;
+} mlk_copy;
+
 #ifdef __cplusplus
 }
 #endif
@@ -104,6 +115,47 @@ static inline int mlk_enter(mlk_status *st, int dev, mlk_stream s, const char *o
 }
 
 static inline cudaStream_t mlk_cu(mlk_stream s) { return (cudaStream_t)s; }
+
+// mlk_copies enqueues n copies on s, host to device (in != 0) or device to host.
+static inline int mlk_copies(mlk_status *st, cudaStream_t s, const mlk_copy *c, int n, int in) {
+    if (n < 0 || (n > 0 && c == NULL)) {
+        return mlk_set(st, MLK_EINVAL, 0, "batch: %d copies from a NULL list", n);
+    }
+    for (int i = 0; i < n; i++) {
+        if (c[i].bytes == 0) {
+            continue;
+        }
+        if (c[i].host == NULL || c[i].dev == 0) {
+            return mlk_set(st, MLK_EINVAL, 0, "batch: copy %s %d has a NULL address",
+                           in ? "in" : "out", i);
+        }
+        void *d = (void *)(uintptr_t)c[i].dev;
+        cudaError_t e = in ? cudaMemcpyAsync(d, c[i].host, c[i].bytes, cudaMemcpyHostToDevice, s)
+                           : cudaMemcpyAsync(c[i].host, d, c[i].bytes, cudaMemcpyDeviceToHost, s);
+        int rc = mlk_cuda(st, e, in ? "batch copy in" : "batch copy out");
+        if (rc != MLK_OK) {
+            return rc;
+        }
+    }
+    return MLK_OK;
+}
+
+// mlk_batch_out enqueues the copies out and, when there are any, waits for the stream.
+static inline int mlk_batch_out(mlk_status *st, cudaStream_t s, const mlk_copy *out, int nout) {
+    int rc = mlk_copies(st, s, out, nout, 0);
+    if (rc != MLK_OK || nout == 0) {
+        return rc;
+    }
+    return mlk_cuda(st, cudaStreamSynchronize(s), "batch stream sync");
+}
+
+// mlk_batch_abort waits for the stream after a failure inside a batch entry, so that the
+// caller may reuse the pinned buffers of copies already enqueued, and returns rc.
+static inline int mlk_batch_abort(cudaStream_t s, int rc) {
+    (void)cudaStreamSynchronize(s);
+    (void)cudaGetLastError();
+    return rc;
+}
 
 // mlk_blocks returns the number of blocks of threads covering n items, capped for grid-stride
 // loops.

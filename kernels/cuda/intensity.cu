@@ -178,3 +178,43 @@ extern "C" int mlk_sam_window(int dev, mlk_stream s, int out, uint64_t dst, uint
     MLK_TRY(st, launch_sam_window(mlk_cu(s), out, (void *)(uintptr_t)dst, in, n, mm));
     return mlk_ok(st);
 }
+
+extern "C" int mlk_normalize_hu_batch(int dev, mlk_stream s, const mlk_copy *in, int nin,
+                                      const mlk_copy *out_copies, int nout, uint64_t dst,
+                                      uint64_t src, size_t n, mlk_status *st) {
+    int rc = mlk_enter(st, dev, s, "normalize HU batch");
+    if (rc != MLK_OK) {
+        return rc;
+    }
+    rc = mlk_copies(st, mlk_cu(s), in, nin, 1);
+    if (rc == MLK_OK) {
+        rc = mlk_normalize_hu(dev, s, dst, src, n, st);
+    }
+    if (rc == MLK_OK) {
+        rc = mlk_batch_out(st, mlk_cu(s), out_copies, nout);
+    }
+    if (rc != MLK_OK) {
+        return mlk_batch_abort(mlk_cu(s), rc);
+    }
+    return mlk_ok(st);
+}
+
+extern "C" int mlk_sam_window_batch(int dev, mlk_stream s, const mlk_copy *in, int nin,
+                                    const mlk_copy *out_copies, int nout, int out, uint64_t dst,
+                                    uint64_t src, size_t n, uint64_t minmax, mlk_status *st) {
+    int rc = mlk_enter(st, dev, s, "SAM window batch");
+    if (rc != MLK_OK) {
+        return rc;
+    }
+    rc = mlk_copies(st, mlk_cu(s), in, nin, 1);
+    if (rc == MLK_OK) {
+        rc = mlk_sam_window(dev, s, out, dst, src, n, minmax, st);
+    }
+    if (rc == MLK_OK) {
+        rc = mlk_batch_out(st, mlk_cu(s), out_copies, nout);
+    }
+    if (rc != MLK_OK) {
+        return mlk_batch_abort(mlk_cu(s), rc);
+    }
+    return mlk_ok(st);
+}

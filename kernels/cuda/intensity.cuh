@@ -26,6 +26,15 @@ enum { MLK_OUT_U8 = 0, MLK_OUT_F32 = 1 };
 int mlk_sam_window(int dev, mlk_stream s, int out, uint64_t dst, uint64_t src, size_t n,
                    uint64_t minmax, mlk_status *st);
 
+// mlk_normalize_hu_batch and mlk_sam_window_batch are mlk_normalize_hu and mlk_sam_window
+// between the copies in and out of a batch (mlk_copy).
+int mlk_normalize_hu_batch(int dev, mlk_stream s, const mlk_copy *in, int nin,
+                           const mlk_copy *out_copies, int nout, uint64_t dst, uint64_t src,
+                           size_t n, mlk_status *st);
+int mlk_sam_window_batch(int dev, mlk_stream s, const mlk_copy *in, int nin,
+                         const mlk_copy *out_copies, int nout, int out, uint64_t dst,
+                         uint64_t src, size_t n, uint64_t minmax, mlk_status *st);
+
 #ifdef __cplusplus
 }
 #endif

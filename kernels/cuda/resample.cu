@@ -151,3 +151,24 @@ extern "C" int mlk_resample(int dev, mlk_stream s, int mode, uint64_t dst, int o
                                 (const float *)(uintptr_t)src, nx, ny, nz, rx, ry, rz));
     return mlk_ok(st);
 }
+
+extern "C" int mlk_resample_batch(int dev, mlk_stream s, const mlk_copy *in, int nin,
+                                  const mlk_copy *out_copies, int nout, int mode, uint64_t dst,
+                                  int ox, int oy, int oz, uint64_t src, int nx, int ny, int nz,
+                                  double rx, double ry, double rz, mlk_status *st) {
+    int rc = mlk_enter(st, dev, s, "resample batch");
+    if (rc != MLK_OK) {
+        return rc;
+    }
+    rc = mlk_copies(st, mlk_cu(s), in, nin, 1);
+    if (rc == MLK_OK) {
+        rc = mlk_resample(dev, s, mode, dst, ox, oy, oz, src, nx, ny, nz, rx, ry, rz, st);
+    }
+    if (rc == MLK_OK) {
+        rc = mlk_batch_out(st, mlk_cu(s), out_copies, nout);
+    }
+    if (rc != MLK_OK) {
+        return mlk_batch_abort(mlk_cu(s), rc);
+    }
+    return mlk_ok(st);
+}

@@ -19,6 +19,12 @@ int mlk_resample(int dev, mlk_stream s, int mode, uint64_t dst, int ox, int oy, 
                  uint64_t src, int nx, int ny, int nz, double rx, double ry, double rz,
                  mlk_status *st);
 
+// mlk_resample_batch is mlk_resample between the copies in and out of a batch (mlk_copy).
+int mlk_resample_batch(int dev, mlk_stream s, const mlk_copy *in, int nin,
+                       const mlk_copy *out_copies, int nout, int mode, uint64_t dst, int ox,
+                       int oy, int oz, uint64_t src, int nx, int ny, int nz, double rx,
+                       double ry, double rz, mlk_status *st);
+
 #ifdef __cplusplus
 }
 #endif

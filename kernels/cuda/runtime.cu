@@ -172,7 +172,7 @@ extern "C" int mlk_event_elapsed(int dev, mlk_event start, mlk_event stop, float
     return mlk_ok(st);
 }
 
-static int mlk_copy(int dev, mlk_stream s, void *dst, const void *src, size_t bytes,
+static int mlk_copy_async(int dev, mlk_stream s, void *dst, const void *src, size_t bytes,
                     cudaMemcpyKind kind, const char *op, mlk_status *st) {
     int rc = mlk_enter(st, dev, s, op);
     if (rc != MLK_OK) {
@@ -190,19 +190,19 @@ static int mlk_copy(int dev, mlk_stream s, void *dst, const void *src, size_t by
 
 extern "C" int mlk_memcpy_htod(int dev, mlk_stream s, uint64_t dst, const void *src,
                                size_t bytes, mlk_status *st) {
-    return mlk_copy(dev, s, (void *)(uintptr_t)dst, src, bytes, cudaMemcpyHostToDevice,
+    return mlk_copy_async(dev, s, (void *)(uintptr_t)dst, src, bytes, cudaMemcpyHostToDevice,
                     "memcpy host to device", st);
 }
 
 extern "C" int mlk_memcpy_dtoh(int dev, mlk_stream s, void *dst, uint64_t src, size_t bytes,
                                mlk_status *st) {
-    return mlk_copy(dev, s, dst, (const void *)(uintptr_t)src, bytes, cudaMemcpyDeviceToHost,
+    return mlk_copy_async(dev, s, dst, (const void *)(uintptr_t)src, bytes, cudaMemcpyDeviceToHost,
                     "memcpy device to host", st);
 }
 
 extern "C" int mlk_memcpy_dtod(int dev, mlk_stream s, uint64_t dst, uint64_t src, size_t bytes,
                                mlk_status *st) {
-    return mlk_copy(dev, s, (void *)(uintptr_t)dst, (const void *)(uintptr_t)src, bytes,
+    return mlk_copy_async(dev, s, (void *)(uintptr_t)dst, (const void *)(uintptr_t)src, bytes,
                     cudaMemcpyDeviceToDevice, "memcpy device to device", st);
 }
 

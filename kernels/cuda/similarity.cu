@@ -5,15 +5,28 @@
 // patch^3 trilinearly with align_corners false (torch's float32 source-index arithmetic),
 // summed over scales in order; the result is the first maximum in C order.
 //
-// The correlation runs as a matrix product G = K^T * F (taps x voxels, reduced over
-// channels) by a shared-memory tiled SGEMM whose epilogue applies each voxel's inverse norm,
-// then a shift-sum kernel adds each tap's row of G at its offset. Summation orders differ
-// from the Go reference, so scores agree to float32 rounding, not bit for bit.
+// The correlation is the GEMM G = K^T * F (taps x voxels, reduced over channels) with its
+// shift-sum fused in: corr_kernel is output-stationary, each thread accumulating 8 outputs
+// of 4 planes over every tap and channel in registers while the block stages each input
+// plane's window and taps in shared memory, so neither G (k^3 x S^3 floats per point, half a
+// GiB at the finest MedLAM scale) nor any atomic is needed, and the sums do not depend on
+// scheduling. The query voxels are normalised while staged, as the Go reference packs them.
+// Summation orders differ from the Go reference, so scores agree to float32 rounding, not
+// bit for bit.
 //
-// TODO(#5): the SGEMM is a plain 64x64 tile with 4x4 micro tiles (shared-memory bound, not
-// measured yet on a GPU); an 8x8 micro tile with vector loads, or a shift-sum fused into the
-// epilogue to avoid writing G (k^3 x S^3 floats per point), would be the next steps.
-// cuBLAS is not used: its static libraries would make the test binaries hundreds of MB.
+// Expected speed (not measured yet; build/gpu-check.sh reports it): at the finest MedLAM
+// scale (k = 8, 98 % of the FLOPs) a thread's inner step is, per channel and tap row, 15
+// shared loads for its register window, then per output plane 8 broadcast tap loads and 64
+// FMAs: about 0.2 shared loads per FMA, so the FMA pipes, not shared memory, bound it. With
+// tile waste (65 = S+1 columns in tiles of 72, border zeros) and staging, about half of the
+// FP32 peak is expected: some 25-35 TFLOP/s on an H100/H200 (67 TFLOP/s peak), counted as
+// FLOPs() counts them (2 C k^3 S^3). Global traffic is (4+k-1)/4 reads of each input plane
+// per tile, about 60 FLOPs per byte, above the H200's balance point of about 14.
+//
+// TODO(#5): TF32 tensor cores (mma.sync) would give several times more, at the cost of
+// 10-bit mantissas in the products; whether the argmax survives that must be measured
+// against the reference first. cuBLAS is not used: its static libraries would make the test
+// binaries hundreds of MB.
 #include "similarity.cuh"
 
 #include <math.h>
@@ -46,120 +59,203 @@ __global__ void l2_inverse_kernel(float *__restrict__ inv, const float *__restri
     inv[(size_t)p * s3 + v] = __double2float_rn(1.0 / fmax(sqrt((double)ss), 1e-12));
 }
 
-// ---- correlation as a GEMM ---------------------------------------------------------------
+// ---- correlation: an output-stationary tiled product with the shift-sum fused ----------
 
-constexpr int kBM = 64, kBN = 64, kBK = 16; // tile: taps x voxels x channels
-constexpr int kTM = 4, kTN = 4;             // per-thread micro tile, strided by 16
+// Output tile of one block: ZB planes x TY rows x TX columns of the (S+1)^3 map, each thread
+// owning 8 consecutive columns of one row in all ZB planes (ZB x 8 accumulators). TY and TX
+// are chosen per scale by the host (TX a multiple of 8, at most 128; TY at most 16) so the
+// tiles cover S+1 with little waste.
+constexpr int kZB = 4, kTN = 8, kMaxTX = 128, kMaxTY = 16;
+constexpr int kSmemFloats = 12288; // 48 KiB of dynamic shared memory, no opt-in needed
 
-// corr_gemm_kernel computes, for point blockIdx.z, G[t][v] = inv[v] * sum_c K[c][t] F[c][v]
-// with K [C][M] (M = k^3 taps) and F [C][N] (N = S^3 voxels). Each thread owns rows
-// ty + 16*i and columns tx + 16*j of a 64 x 64 tile, so the stores of a warp are coalesced.
-__global__ void __launch_bounds__(kThreads)
-    corr_gemm_kernel(float *__restrict__ G, const float *__restrict__ K,
-                     const float *__restrict__ F, const float *__restrict__ inv, int M, int N,
-                     int C) {
-    __shared__ float As[kBK][kBM];
-    __shared__ float Bs[kBK][kBN];
+struct CorrGeom {
+    int S, k, C, O, pad;
+    int TY, TX, tilesX; // tile rows and columns, tiles along x
+    int CB;             // channels staged at once
+    int FH, FW;         // staged feature window: TY+k-1 rows, TX+k-1 columns
+};
+
+CorrGeom corr_geom(int S, int k, int C) {
+    CorrGeom g;
+    g.S = S;
+    g.k = k;
+    g.C = C;
+    g.O = S + 1;
+    g.pad = k / 2;
+    g.tilesX = (g.O + kMaxTX - 1) / kMaxTX;
+    int tx = (g.O + g.tilesX - 1) / g.tilesX;
+    g.TX = (tx + kTN - 1) / kTN * kTN;
+    int tilesY = (g.O + kMaxTY - 1) / kMaxTY;
+    g.TY = (g.O + tilesY - 1) / tilesY;
+    g.FH = g.TY + k - 1;
+    g.FW = g.TX + k - 1;
+    int per = g.FH * g.FW + kZB * k * k;
+    g.CB = kSmemFloats / per;
+    g.CB = g.CB < 1 ? 1 : (g.CB > C ? C : g.CB);
+    return g;
+}
+
+int corr_tiles_y(const CorrGeom &g) { return (g.O + g.TY - 1) / g.TY; }
+
+size_t corr_smem(const CorrGeom &g) {
+    return (size_t)g.CB * (g.FH * g.FW + kZB * g.k * g.k) * sizeof(float);
+}
+
+// corr_kernel writes map[p][oz][oy][ox] for its tile: the reference's grouped Conv3d with
+// padding k/2 (not yet divided by k^3), sum over taps t and channels c of
+// K[c][t] * F[c][o - k/2 + t] * inv[o - k/2 + t], zero outside [0, S)^3. It walks the
+// ZB + k - 1 input planes the tile's output planes read; for each it stages CB channels of
+// the tile's input window (normalised) and the taps of those planes in shared memory, and
+// every thread adds each tap's products straight into its accumulators: the products of the
+// GEMM formulation are summed into their shifted outputs in registers and never stored.
+// Each output is written once by one thread, in a fixed order: the result does not depend
+// on scheduling. KT is the kernel edge when known at compile time (register windows), 0
+// otherwise.
+template <int KT>
+__global__ void __launch_bounds__(kMaxTY *kMaxTX / kTN)
+    corr_kernel(float *__restrict__ map, const float *__restrict__ K,
+                const float *__restrict__ F, const float *__restrict__ inv, CorrGeom g) {
+    extern __shared__ float smem[];
+    const int k = KT > 0 ? KT : g.k;
+    const int S = g.S, O = g.O, C = g.C, FH = g.FH, FW = g.FW;
+    const size_t s3 = (size_t)S * S * S, k3 = (size_t)k * k * k, kk = (size_t)k * k;
     int p = blockIdx.z;
-    int t0 = blockIdx.y * kBM, v0 = blockIdx.x * kBN;
-    K += (size_t)p * C * M;
-    F += (size_t)p * C * N;
-    inv += (size_t)p * N;
-    G += (size_t)p * M * N;
-    int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
-    float acc[kTM][kTN];
+    F += (size_t)p * C * s3;
+    K += (size_t)p * C * k3;
+    inv += (size_t)p * s3;
+    map += (size_t)p * O * O * O;
+    int ox0 = (blockIdx.x % g.tilesX) * g.TX, oy0 = (blockIdx.x / g.tilesX) * g.TY;
+    int oz0 = blockIdx.y * kZB;
+    int threadsX = g.TX / kTN;
+    int ry = threadIdx.x / threadsX, rx = (threadIdx.x % threadsX) * kTN;
+    bool active = ry < g.TY;
+    float *Fs = smem;                       // [CB][FH][FW]
+    float *Ks = smem + (size_t)g.CB * FH * FW; // [ZB][CB][k][k]
+    float acc[kZB][kTN];
 #pragma unroll
-    for (int i = 0; i < kTM; i++) {
+    for (int z = 0; z < kZB; z++) {
 #pragma unroll
         for (int j = 0; j < kTN; j++) {
-            acc[i][j] = 0.0f;
+            acc[z][j] = 0.0f;
         }
     }
-    for (int c0 = 0; c0 < C; c0 += kBK) {
-#pragma unroll
-        for (int i = 0; i < kBK * kBM / kThreads; i++) {
-            int e = threadIdx.x + i * kThreads;
-            int r = e / kBM, col = e % kBM;
-            int c = c0 + r;
-            int t = t0 + col, v = v0 + col;
-            As[r][col] = (c < C && t < M) ? __ldg(K + (size_t)c * M + t) : 0.0f;
-            Bs[r][col] = (c < C && v < N) ? __ldg(F + (size_t)c * N + v) : 0.0f;
+    for (int izl = 0; izl < kZB + k - 1; izl++) {
+        int iz = oz0 - g.pad + izl;
+        if (iz < 0 || iz >= S) {
+            continue; // zero padding: this plane adds nothing
         }
-        __syncthreads();
-#pragma unroll
-        for (int kk = 0; kk < kBK; kk++) {
-            float a[kTM], b[kTN];
-#pragma unroll
-            for (int i = 0; i < kTM; i++) {
-                a[i] = As[kk][ty + 16 * i];
+        for (int c0 = 0; c0 < C; c0 += g.CB) {
+            int cb = C - c0 < g.CB ? C - c0 : g.CB;
+            __syncthreads(); // the previous stage has been read
+            int nf = cb * FH * FW;
+            for (int e = threadIdx.x; e < nf; e += blockDim.x) {
+                int c = e / (FH * FW), r = e / FW % FH, col = e % FW;
+                int iy = oy0 - g.pad + r, ix = ox0 - g.pad + col;
+                float v = 0.0f;
+                if (iy >= 0 && iy < S && ix >= 0 && ix < S) {
+                    size_t vox = ((size_t)iz * S + iy) * S + ix;
+                    v = __fmul_rn(__ldg(F + (size_t)(c0 + c) * s3 + vox), __ldg(inv + vox));
+                }
+                Fs[e] = v;
             }
-#pragma unroll
-            for (int j = 0; j < kTN; j++) {
-                b[j] = Bs[kk][tx + 16 * j];
+            int nk = kZB * cb * (int)kk;
+            for (int e = threadIdx.x; e < nk; e += blockDim.x) {
+                int zb = e / (cb * (int)kk), c = e / (int)kk % cb, t = e % (int)kk;
+                int tz = izl - zb;
+                Ks[((size_t)zb * g.CB + c) * kk + t] =
+                    (tz >= 0 && tz < k) ? __ldg(K + (size_t)(c0 + c) * k3 + tz * kk + t) : 0.0f;
             }
+            __syncthreads();
+            if (!active) {
+                continue;
+            }
+            for (int c = 0; c < cb; c++) {
+                for (int ty = 0; ty < k; ty++) {
+                    const float *row = Fs + ((size_t)c * FH + ry + ty) * FW + rx;
+                    if (KT > 0) {
+                        float win[kTN + (KT > 0 ? KT : 1) - 1];
 #pragma unroll
-            for (int i = 0; i < kTM; i++) {
+                        for (int j = 0; j < kTN + KT - 1; j++) {
+                            win[j] = row[j];
+                        }
 #pragma unroll
-                for (int j = 0; j < kTN; j++) {
-                    acc[i][j] = fmaf(a[i], b[j], acc[i][j]);
+                        for (int zb = 0; zb < kZB; zb++) {
+                            int tz = izl - zb;
+                            if (tz < 0 || tz >= k) {
+                                continue;
+                            }
+                            const float *kr = Ks + ((size_t)zb * g.CB + c) * kk + ty * k;
+#pragma unroll
+                            for (int tx = 0; tx < KT; tx++) {
+                                float w = kr[tx];
+#pragma unroll
+                                for (int j = 0; j < kTN; j++) {
+                                    acc[zb][j] = fmaf(w, win[j + tx], acc[zb][j]);
+                                }
+                            }
+                        }
+                    } else {
+#pragma unroll
+                        for (int zb = 0; zb < kZB; zb++) {
+                            int tz = izl - zb;
+                            if (tz < 0 || tz >= k) {
+                                continue;
+                            }
+                            const float *kr = Ks + ((size_t)zb * g.CB + c) * kk + ty * k;
+                            for (int tx = 0; tx < k; tx++) {
+                                float w = kr[tx];
+#pragma unroll
+                                for (int j = 0; j < kTN; j++) {
+                                    acc[zb][j] = fmaf(w, row[j + tx], acc[zb][j]);
+                                }
+                            }
+                        }
+                    }
                 }
             }
         }
-        __syncthreads();
+    }
+    int oy = oy0 + ry;
+    if (!active || oy >= O) {
+        return;
     }
 #pragma unroll
-    for (int i = 0; i < kTM; i++) {
-        int t = t0 + ty + 16 * i;
-        if (t >= M) {
+    for (int zb = 0; zb < kZB; zb++) {
+        int oz = oz0 + zb;
+        if (oz >= O) {
             continue;
         }
+        float *out = map + ((size_t)oz * O + oy) * O;
 #pragma unroll
         for (int j = 0; j < kTN; j++) {
-            int v = v0 + tx + 16 * j;
-            if (v < N) {
-                G[(size_t)t * N + v] = acc[i][j] * __ldg(inv + v);
+            int ox = ox0 + rx + j;
+            if (ox < O && ox < ox0 + g.TX) {
+                out[ox] = acc[zb][j];
             }
         }
     }
 }
 
-// shift_sum_kernel writes the reference's conv output map[p][o], o in [0, S]^3:
-// sum over taps t = (tz, ty, tx) of G[t][o - k/2 + t] where that voxel is inside [0, S)^3
-// (the zero padding). The map is not yet divided by k^3.
-__global__ void shift_sum_kernel(float *__restrict__ map, const float *__restrict__ G, int S,
-                                 int k) {
-    int O = S + 1;
-    size_t o3 = (size_t)O * O * O;
-    size_t q = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    int p = blockIdx.y;
-    if (q >= o3) {
-        return;
+cudaError_t launch_corr(cudaStream_t s, float *map, const float *K, const float *F,
+                        const float *inv, int S, int k, int C, int n) {
+    CorrGeom g = corr_geom(S, k, C);
+    dim3 grid(g.tilesX * corr_tiles_y(g), (g.O + kZB - 1) / kZB, n);
+    int threads = g.TY * (g.TX / kTN);
+    size_t smem = corr_smem(g);
+    switch (k) {
+    case 2:
+        corr_kernel<2><<<grid, threads, smem, s>>>(map, K, F, inv, g);
+        break;
+    case 4:
+        corr_kernel<4><<<grid, threads, smem, s>>>(map, K, F, inv, g);
+        break;
+    case 8:
+        corr_kernel<8><<<grid, threads, smem, s>>>(map, K, F, inv, g);
+        break;
+    default:
+        corr_kernel<0><<<grid, threads, smem, s>>>(map, K, F, inv, g);
     }
-    int ox = (int)(q % O), oy = (int)(q / O % O), oz = (int)(q / ((size_t)O * O));
-    int pad = k / 2;
-    size_t s3 = (size_t)S * S * S;
-    const float *g = G + (size_t)p * k * k * k * s3;
-    float sum = 0.0f;
-    for (int tz = 0; tz < k; tz++) {
-        int iz = oz - pad + tz;
-        if (iz < 0 || iz >= S) {
-            continue;
-        }
-        for (int ty = 0; ty < k; ty++) {
-            int iy = oy - pad + ty;
-            if (iy < 0 || iy >= S) {
-                continue;
-            }
-            const float *row = g + (size_t)((tz * k + ty) * k) * s3 + ((size_t)iz * S + iy) * S;
-            for (int tx = 0; tx < k; tx++) {
-                int ix = ox - pad + tx;
-                if (ix >= 0 && ix < S) {
-                    sum += __ldg(row + (size_t)tx * s3 + ix);
-                }
-            }
-        }
-    }
-    map[(size_t)p * o3 + q] = sum;
+    return cudaGetLastError();
 }
 
 // ---- fuse and argmax ---------------------------------------------------------------------
@@ -283,7 +379,7 @@ __global__ void decode_kernel(mlk_sim_result *out, const unsigned long long *key
 // ---- workspace and launchers -----------------------------------------------------------
 
 struct Layout {
-    size_t inv, g, maps[MLK_SIM_MAX_SCALES], keys, total;
+    size_t inv, maps[MLK_SIM_MAX_SCALES], keys, total;
 };
 
 // check validates the scales as kernels.NewSimilaritySearch does (sizes need not be
@@ -312,17 +408,14 @@ const char *check(const mlk_sim_scale *sc, int n, int chunk) {
 
 Layout layout(const mlk_sim_scale *sc, int n, int chunk) {
     Layout l = {};
-    size_t maxS3 = 0, maxG = 0;
+    size_t maxS3 = 0;
     for (int i = 0; i < n; i++) {
-        size_t s = (size_t)sc[i].size, k = (size_t)sc[i].kernel;
+        size_t s = (size_t)sc[i].size;
         maxS3 = s * s * s > maxS3 ? s * s * s : maxS3;
-        maxG = k * k * k * s * s * s > maxG ? k * k * k * s * s * s : maxG;
     }
     size_t off = 0;
     l.inv = off;
     off += align_up((size_t)chunk * maxS3 * sizeof(float));
-    l.g = off;
-    off += align_up((size_t)chunk * maxG * sizeof(float));
     for (int i = 0; i < n; i++) {
         size_t o = (size_t)sc[i].size + 1;
         l.maps[i] = off;
@@ -339,7 +432,6 @@ cudaError_t launch_chunk(cudaStream_t s, const mlk_sim_scale *sc, int nscales, i
                          const uint64_t *features, const uint64_t *kernels, int p0, int n,
                          char *ws, const Layout &l, mlk_sim_result *out) {
     float *inv = (float *)(ws + l.inv);
-    float *G = (float *)(ws + l.g);
     FuseArgs fa = {};
     fa.nscales = nscales;
     fa.patch = patch;
@@ -351,11 +443,10 @@ cudaError_t launch_chunk(cudaStream_t s, const mlk_sim_scale *sc, int nscales, i
         float *map = (float *)(ws + l.maps[i]);
         l2_inverse_kernel<<<dim3((s3 + kThreads - 1) / kThreads, n), kThreads, 0, s>>>(inv, F, C,
                                                                                       s3);
-        dim3 gg((s3 + kBN - 1) / kBN, (k3 + kBM - 1) / kBM, n);
-        corr_gemm_kernel<<<gg, kThreads, 0, s>>>(G, K, F, inv, k3, s3, C);
-        size_t o3 = (size_t)(S + 1) * (S + 1) * (S + 1);
-        shift_sum_kernel<<<dim3((unsigned)((o3 + kThreads - 1) / kThreads), n), kThreads, 0, s>>>(
-            map, G, S, k);
+        cudaError_t e = launch_corr(s, map, K, F, inv, S, k, C, n);
+        if (e != cudaSuccess) {
+            return e;
+        }
         fa.sc[i].map = map;
         fa.sc[i].O = S + 1;
         fa.sc[i].inv = 1.0f / (float)k3; // k^3 is a power of two: exact
@@ -420,6 +511,31 @@ extern "C" int mlk_similarity_search(int dev, mlk_stream s, const mlk_sim_scale 
         int n = points - p0 < chunk ? points - p0 : chunk;
         MLK_TRY(st, launch_chunk(mlk_cu(s), scales, nscales, patch, features, kernels, p0, n,
                                  (char *)(uintptr_t)workspace, l, (mlk_sim_result *)(uintptr_t)out));
+    }
+    return mlk_ok(st);
+}
+
+extern "C" int mlk_similarity_search_batch(int dev, mlk_stream s, const mlk_copy *in, int nin,
+                                           const mlk_copy *out_copies, int nout,
+                                           const mlk_sim_scale *scales, int nscales, int patch,
+                                           const uint64_t *features, const uint64_t *kernels,
+                                           int points, int chunk, uint64_t workspace,
+                                           size_t workspace_bytes, uint64_t out,
+                                           mlk_status *st) {
+    int rc = mlk_enter(st, dev, s, "similarity search batch");
+    if (rc != MLK_OK) {
+        return rc;
+    }
+    rc = mlk_copies(st, mlk_cu(s), in, nin, 1);
+    if (rc == MLK_OK) {
+        rc = mlk_similarity_search(dev, s, scales, nscales, patch, features, kernels, points,
+                                   chunk, workspace, workspace_bytes, out, st);
+    }
+    if (rc == MLK_OK) {
+        rc = mlk_batch_out(st, mlk_cu(s), out_copies, nout);
+    }
+    if (rc != MLK_OK) {
+        return mlk_batch_abort(mlk_cu(s), rc);
     }
     return mlk_ok(st);
 }

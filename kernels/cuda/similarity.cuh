@@ -37,6 +37,16 @@ int mlk_similarity_search(int dev, mlk_stream s, const mlk_sim_scale *scales, in
                           int points, int chunk, uint64_t workspace, size_t workspace_bytes,
                           uint64_t out, mlk_status *st);
 
+// mlk_similarity_search_batch is mlk_similarity_search between the copies in and out of a
+// batch (mlk_copy): one call stages every scale's features and kernels in, searches and
+// brings the results back.
+int mlk_similarity_search_batch(int dev, mlk_stream s, const mlk_copy *in, int nin,
+                                const mlk_copy *out_copies, int nout,
+                                const mlk_sim_scale *scales, int nscales, int patch,
+                                const uint64_t *features, const uint64_t *kernels, int points,
+                                int chunk, uint64_t workspace, size_t workspace_bytes,
+                                uint64_t out, mlk_status *st);
+
 #ifdef __cplusplus
 }
 #endif

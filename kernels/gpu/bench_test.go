@@ -3,6 +3,7 @@
 package gpu
 
 import (
+	"encoding/binary"
 	"math/rand/v2"
 	"testing"
 
@@ -130,4 +131,95 @@ func BenchmarkSimilarity(b *testing.B) {
 	out := benchAlloc(b, d, 8*points)
 	benchLoop(b, s, func() error { return g.SearchDevice(s, fb, kb, points, out) })
 	b.ReportMetric(g.FLOPs(points)*float64(b.N)/b.Elapsed().Seconds()/1e12, "TFLOP/s")
+}
+
+// benchSAMSlices is a batch of 8 slices of a 512 x 512 CT, an encoder batch.
+const benchSAMSlices = 8
+
+func benchSAMPreprocess(b *testing.B, half bool) {
+	d, s := benchStream(b)
+	shape := [3]int{512, 512, benchSAMSlices}
+	win := make([]byte, shapeLen(shape))
+	rng := rand.New(rand.NewPCG(9, 10))
+	for i := range win {
+		win[i] = uint8(rng.IntN(256))
+	}
+	in := uploadBytes(b, d, s, win)
+	size := map[bool]int{false: 4, true: 2}[half]
+	dst := benchAlloc(b, d, benchSAMSlices*3*samPlane*size)
+	ws := benchAlloc(b, d, SAMPreprocessWorkspace(shape[0], shape[1]))
+	slices := make([]int, benchSAMSlices)
+	for i := range slices {
+		slices[i] = i
+	}
+	// The slices are read once (the taps reread them from cache) and the encoder input is
+	// written once.
+	b.SetBytes(int64(len(win) + len(slices)*3*samPlane*size))
+	benchLoop(b, s, func() error { return s.SAMPreprocess(dst, half, in, shape, slices, ws) })
+}
+
+func BenchmarkSAMPreprocessF32(b *testing.B) { benchSAMPreprocess(b, false) }
+
+func BenchmarkSAMPreprocessF16(b *testing.B) { benchSAMPreprocess(b, true) }
+
+// BenchmarkSAMMaskPost scatters 4 masks on each of 64 slices of 512 x 512 into a volume.
+func BenchmarkSAMMaskPost(b *testing.B) {
+	d, s := benchStream(b)
+	const slices, masks, lowRes = 64, 4, 256
+	shape := [3]int{512, 512, slices}
+	rng := rand.New(rand.NewPCG(11, 12))
+	logits := make([]float32, slices*masks*lowRes*lowRes)
+	for i := range logits {
+		logits[i] = float32(rng.NormFloat64() * 4)
+	}
+	meta := make([]byte, 4*(2*slices+1)+2*slices*masks)
+	for k := 0; k <= slices; k++ {
+		binary.LittleEndian.PutUint32(meta[4*k:], uint32(k*masks))
+	}
+	for k := range slices {
+		binary.LittleEndian.PutUint32(meta[4*(slices+1+k):], uint32(k))
+	}
+	for m := range slices * masks {
+		binary.LittleEndian.PutUint16(meta[4*(2*slices+1)+2*m:], uint16(m%masks+1))
+	}
+	mb := uploadBytes(b, d, s, meta)
+	view := func(off, n int) *Buffer {
+		v, err := mb.View(off, n)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return v
+	}
+	a := MaskPostArgs{Volume: benchAlloc(b, d, 2*shapeLen(shape)), Shape: shape,
+		Logits: upload(b, d, s, logits), LowRes: lowRes, Masks: slices * masks,
+		Starts: view(0, 4*(slices+1)), Z: view(4*(slices+1), 4*slices),
+		Labels: view(4*(2*slices+1), 2*slices*masks), Slices: slices,
+		Prob: benchAlloc(b, d, 4*len(logits))}
+	// Logits read, probabilities written and read back once, labels written.
+	b.SetBytes(int64(12*len(logits) + 2*shapeLen(shape)))
+	benchLoop(b, s, func() error { return s.SAMMaskPost(a) })
+}
+
+// BenchmarkStagedSAMPreprocess is the host-to-host batch path (one native call: slices in,
+// preprocessing, encoder input out, wait); its MB/s counts host bytes moved over the bus,
+// so it is bounded by PCIe, not by device memory.
+func BenchmarkStagedSAMPreprocess(b *testing.B) {
+	d := openDevice(b)
+	shape := [3]int{512, 512, benchSAMSlices}
+	win := make([]byte, shapeLen(shape))
+	rng := rand.New(rand.NewPCG(13, 14))
+	for i := range win {
+		win[i] = uint8(rng.IntN(256))
+	}
+	slices := make([]int, benchSAMSlices)
+	for i := range slices {
+		slices[i] = i
+	}
+	dst := make([]float32, benchSAMSlices*3*samPlane)
+	b.SetBytes(int64(len(win) + 4*len(dst)))
+	for b.Loop() {
+		if err := d.SAMPreprocess(dst, win, shape, slices); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

@@ -17,9 +17,13 @@
 // methods of Device (ResampleTrilinear, NormalizeHU, ...) have the signatures of their CPU
 // counterparts in package kernels: they stage the data through pooled pinned buffers.
 //
-// TODO(#5): CUDA twins of kernels/sampre.go (SAM slice preprocessing, fp16 and fp32 output)
-// and kernels/maskpost.go (logit upsampling, threshold, scatter) are not written yet; the
-// pipeline must use the CPU versions of those two until they are.
+// # Batches
+//
+// Every op has two native forms: the per-op entry, which only enqueues on a stream and works
+// on device buffers (the Stream methods, also what the tests drive), and its batch form
+// (mlk_*_batch), which in the same native call copies the inputs in from pinned memory,
+// runs the op, copies the outputs out and waits. The slice methods of Device use the batch
+// form: one cgo call per batch of slices, masks or points, whatever its size.
 //
 // # Errors
 //

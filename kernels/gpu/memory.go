@@ -226,3 +226,12 @@ func (p *Pool) Close() error {
 	}
 	return first
 }
+
+// Uint16s views the buffer as uint16 values (Len/2 of them).
+func (h *HostBuffer) Uint16s() []uint16 { return unsafe.Slice((*uint16)(h.ptr), h.bytes/2) }
+
+// Int16s views the buffer as int16 values (Len/2 of them).
+func (h *HostBuffer) Int16s() []int16 { return unsafe.Slice((*int16)(h.ptr), h.bytes/2) }
+
+// Int32s views the buffer as int32 values (Len/4 of them).
+func (h *HostBuffer) Int32s() []int32 { return unsafe.Slice((*int32)(h.ptr), h.bytes/4) }

@@ -11,6 +11,8 @@ package gpu
 #include "resample.cuh"
 #include "intensity.cuh"
 #include "similarity.cuh"
+#include "sampre.cuh"
+#include "maskpost.cuh"
 */
 import "C"
 

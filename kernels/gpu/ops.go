@@ -23,96 +23,111 @@ func shapeLen(s [3]int) int { return s[0] * s[1] * s[2] }
 // (nearest true) of src (float32, srcShape) into dst (dstShape), as device buffers.
 func (s *Stream) Resample(dst *Buffer, dstShape [3]int, src *Buffer, srcShape [3]int,
 	r [3]float64, nearest bool) error {
+	op, f, err := s.resampleOp(dst, dstShape, src, srcShape, r, nearest)
+	if err != nil {
+		return err
+	}
+	return s.enqueue(op, f)
+}
+
+func (s *Stream) resampleOp(dst *Buffer, dstShape [3]int, src *Buffer, srcShape [3]int,
+	r [3]float64, nearest bool) (string, nativeOp, error) {
 	op, mode := "resample trilinear", C.int(C.MLK_RESAMPLE_TRILINEAR)
 	if nearest {
 		op, mode = "resample nearest", C.MLK_RESAMPLE_NEAREST
 	}
 	if want, err := kernels.ResampleShape(srcShape, r); err != nil {
-		return &Error{Op: op, Code: codeInvalid, Message: err.Error()}
+		return op, nil, &Error{Op: op, Code: codeInvalid, Message: err.Error()}
 	} else if want != dstShape {
-		return &Error{Op: op, Code: codeInvalid, Message: fmt.Sprintf("dst shape %v, want %v"+
-			" for src shape %v and ratios %v", dstShape, want, srcShape, r)}
+		return op, nil, &Error{Op: op, Code: codeInvalid, Message: fmt.Sprintf(
+			"dst shape %v, want %v for src shape %v and ratios %v", dstShape, want, srcShape,
+			r)}
 	}
 	if 4*shapeLen(srcShape) > src.bytes || 4*shapeLen(dstShape) > dst.bytes {
-		return &Error{Op: op, Code: codeInvalid, Message: fmt.Sprintf("buffers of %d and %d"+
+		return op, nil, &Error{Op: op, Code: codeInvalid, Message: fmt.Sprintf("buffers of %d and %d"+
 			" bytes are too small for src %v and dst %v", src.bytes, dst.bytes, srcShape,
 			dstShape)}
 	}
-	return s.d.do(op, func(st *C.mlk_status) C.int {
-		return C.mlk_resample(s.d.dev(), s.s, mode, dst.ptr, C.int(dstShape[0]),
-			C.int(dstShape[1]), C.int(dstShape[2]), src.ptr, C.int(srcShape[0]),
-			C.int(srcShape[1]), C.int(srcShape[2]), C.double(r[0]), C.double(r[1]),
-			C.double(r[2]), st)
-	})
+	return op, func(in *C.mlk_copy, nin C.int, out *C.mlk_copy, nout C.int,
+		st *C.mlk_status) C.int {
+		return C.mlk_resample_batch(s.d.dev(), s.s, in, nin, out, nout, mode, dst.ptr,
+			C.int(dstShape[0]), C.int(dstShape[1]), C.int(dstShape[2]), src.ptr,
+			C.int(srcShape[0]), C.int(srcShape[1]), C.int(srcShape[2]), C.double(r[0]),
+			C.double(r[1]), C.double(r[2]), st)
+	}, nil
 }
 
 // NormalizeHU enqueues kernels.NormalizeHU of n float32 values; dst may be src.
 func (s *Stream) NormalizeHU(dst, src *Buffer, n int) error {
+	f, err := s.normalizeHUOp(dst, src, n)
+	if err != nil {
+		return err
+	}
+	return s.enqueue("normalize HU", f)
+}
+
+func (s *Stream) normalizeHUOp(dst, src *Buffer, n int) (nativeOp, error) {
 	if n < 0 || 4*n > dst.bytes || 4*n > src.bytes {
-		return &Error{Op: "normalize HU", Code: codeInvalid,
+		return nil, &Error{Op: "normalize HU", Code: codeInvalid,
 			Message: fmt.Sprintf("%d values do not fit the buffers", n)}
 	}
-	return s.d.do("normalize HU", func(st *C.mlk_status) C.int {
-		return C.mlk_normalize_hu(s.d.dev(), s.s, dst.ptr, src.ptr, C.size_t(n), st)
-	})
+	return func(in *C.mlk_copy, nin C.int, out *C.mlk_copy, nout C.int,
+		st *C.mlk_status) C.int {
+		return C.mlk_normalize_hu_batch(s.d.dev(), s.s, in, nin, out, nout, dst.ptr, src.ptr,
+			C.size_t(n), st)
+	}, nil
 }
 
 // SAMWindow enqueues kernels.SAMWindow (asFloat false: dst holds n uint8) or
 // kernels.SAMWindowFloat (asFloat true: n float32; dst may be src) of the whole volume src
 // of n float32 values. scratch (8 bytes or more) receives the volume's min and max.
 func (s *Stream) SAMWindow(dst, src *Buffer, n int, asFloat bool, scratch *Buffer) error {
-	out, size := C.int(C.MLK_OUT_U8), 1
-	if asFloat {
-		out, size = C.MLK_OUT_F32, 4
+	f, err := s.samWindowOp(dst, src, n, asFloat, scratch)
+	if err != nil {
+		return err
 	}
-	if n < 0 || size*n > dst.bytes || 4*n > src.bytes || scratch.bytes < 8 {
-		return &Error{Op: "SAM window", Code: codeInvalid,
-			Message: fmt.Sprintf("%d values or the min/max do not fit the buffers", n)}
-	}
-	return s.d.do("SAM window", func(st *C.mlk_status) C.int {
-		return C.mlk_sam_window(s.d.dev(), s.s, out, dst.ptr, src.ptr, C.size_t(n),
-			scratch.ptr, st)
-	})
+	return s.enqueue("SAM window", f)
 }
 
-// staged runs one batch for a slice method: it stages in (nIn bytes) through a pooled
-// pinned buffer into a pooled device buffer, lets enqueue add the work that writes a device
-// buffer of nOut bytes, copies that back into pinned memory, waits on the device's stream
-// and hands the pinned result to read. Pooled buffers go back to the pool.
-func (d *Device) staged(nIn, nOut int, fill func(h *HostBuffer),
-	enqueue func(s *Stream, in, out *Buffer) error, read func(h *HostBuffer)) (err error) {
-	p, s := d.pool, d.stream
-	hIn, err := p.Host(nIn)
+func (s *Stream) samWindowOp(dst, src *Buffer, n int, asFloat bool,
+	scratch *Buffer) (nativeOp, error) {
+	kind, size := C.int(C.MLK_OUT_U8), 1
+	if asFloat {
+		kind, size = C.MLK_OUT_F32, 4
+	}
+	if n < 0 || size*n > dst.bytes || 4*n > src.bytes || scratch.bytes < 8 {
+		return nil, &Error{Op: "SAM window", Code: codeInvalid,
+			Message: fmt.Sprintf("%d values or the min/max do not fit the buffers", n)}
+	}
+	return func(in *C.mlk_copy, nin C.int, out *C.mlk_copy, nout C.int,
+		st *C.mlk_status) C.int {
+		return C.mlk_sam_window_batch(s.d.dev(), s.s, in, nin, out, nout, kind, dst.ptr,
+			src.ptr, C.size_t(n), scratch.ptr, st)
+	}, nil
+}
+
+// staged runs one batch for a slice method in a single native call: fill writes the input
+// (nIn bytes) into pooled pinned memory, op binds the kernel to the pooled device input and
+// output (nOut bytes), and read receives the pinned result after the call, which copied in,
+// ran the kernel, copied out and waited for the device's stream.
+func (d *Device) staged(name string, nIn, nOut int, fill func(h *HostBuffer),
+	op func(s *Stream, in, out *Buffer) (nativeOp, error), read func(h *HostBuffer)) error {
+	b := d.newBatch()
+	defer b.release()
+	hIn, in, err := b.input(nIn)
 	if err != nil {
 		return err
 	}
-	defer p.PutHost(hIn)
-	hOut, err := p.Host(nOut)
+	hOut, out, err := b.output(nOut)
 	if err != nil {
 		return err
 	}
-	defer p.PutHost(hOut)
-	in, err := p.Device(nIn)
+	f, err := op(d.stream, in, out)
 	if err != nil {
 		return err
 	}
-	defer p.PutDevice(in)
-	out, err := p.Device(nOut)
-	if err != nil {
-		return err
-	}
-	defer p.PutDevice(out)
 	fill(hIn)
-	if err := s.CopyToDevice(in, hIn, nIn); err != nil {
-		return err
-	}
-	if err := enqueue(s, in, out); err != nil {
-		return err
-	}
-	if err := s.CopyToHost(hOut, out, nOut); err != nil {
-		return err
-	}
-	if err := s.Sync(); err != nil {
+	if err := b.run(name, f); err != nil {
 		return err
 	}
 	read(hOut)
@@ -136,10 +151,11 @@ func (d *Device) resample(op string, dst []float32, dstShape [3]int, src []float
 		return fmt.Errorf("gpu: %s: dst has %d voxels, shape %v needs %d", op, len(dst),
 			dstShape, shapeLen(dstShape))
 	}
-	return d.staged(4*len(src), 4*len(dst),
+	return d.staged(op, 4*len(src), 4*len(dst),
 		func(h *HostBuffer) { copy(h.Float32s(), src) },
-		func(s *Stream, in, out *Buffer) error {
-			return s.Resample(out, dstShape, in, srcShape, r, nearest)
+		func(s *Stream, in, out *Buffer) (nativeOp, error) {
+			_, f, err := s.resampleOp(out, dstShape, in, srcShape, r, nearest)
+			return f, err
 		},
 		func(h *HostBuffer) { copy(dst, h.Float32s()) })
 }
@@ -165,9 +181,11 @@ func (d *Device) NormalizeHU(dst, src []float32) error {
 	if len(src) == 0 {
 		return nil
 	}
-	return d.staged(4*len(src), 4*len(dst),
+	return d.staged("normalize HU", 4*len(src), 4*len(dst),
 		func(h *HostBuffer) { copy(h.Float32s(), src) },
-		func(s *Stream, in, out *Buffer) error { return s.NormalizeHU(out, in, len(src)) },
+		func(s *Stream, in, out *Buffer) (nativeOp, error) {
+			return s.normalizeHUOp(out, in, len(src))
+		},
 		func(h *HostBuffer) { copy(dst, h.Float32s()) })
 }
 
@@ -181,10 +199,10 @@ func (d *Device) samWindow(n int, asFloat bool, src []float32, read func(h *Host
 		return err
 	}
 	defer d.pool.PutDevice(scratch)
-	return d.staged(4*n, size*n,
+	return d.staged("SAM window", 4*n, size*n,
 		func(h *HostBuffer) { copy(h.Float32s(), src) },
-		func(s *Stream, in, out *Buffer) error {
-			return s.SAMWindow(out, in, n, asFloat, scratch)
+		func(s *Stream, in, out *Buffer) (nativeOp, error) {
+			return s.samWindowOp(out, in, n, asFloat, scratch)
 		}, read)
 }
 

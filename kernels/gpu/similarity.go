@@ -11,15 +11,15 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
-	"runtime"
 
 	"github.com/medlsam-fast/medlsam-fast/kernels"
 )
 
 // DefaultSimilarityWorkspace bounds the device workspace of a SimilaritySearch: the points
-// of a batch are handled in chunks that fit it (about 0.6 GiB of correlation products per
-// point at the MedLAM scales with 96 channels, so 3 points a chunk).
-const DefaultSimilarityWorkspace = 2 << 30
+// of a batch are handled in chunks that fit it. The correlation products are never stored
+// (kernels/cuda/similarity.cu), so a point needs only its inverse norms and score maps,
+// about 2.3 MB at the MedLAM scales: a chunk is a few hundred points.
+const DefaultSimilarityWorkspace = 1 << 30
 
 // SimilaritySearch is kernels.SimilaritySearch on a GPU. It owns a device workspace,
 // released by Close, and is not safe for concurrent use; distinct values may run
@@ -96,9 +96,18 @@ func (s *SimilaritySearch) ensure(points int) (chunk int, err error) {
 // when the map holds only NaN) and its score (float32).
 func (s *SimilaritySearch) SearchDevice(st *Stream, features, kern []*Buffer, points int,
 	out *Buffer) error {
+	f, err := s.searchOp(st, features, kern, points, out)
+	if err != nil {
+		return err
+	}
+	return st.enqueue("similarity search", f)
+}
+
+func (s *SimilaritySearch) searchOp(st *Stream, features, kern []*Buffer, points int,
+	out *Buffer) (nativeOp, error) {
 	if points < 1 || len(features) != len(s.scales) || len(kern) != len(s.scales) ||
 		out.bytes < 8*points {
-		return &Error{Op: "similarity search", Code: codeInvalid, Message: fmt.Sprintf(
+		return nil, &Error{Op: "similarity search", Code: codeInvalid, Message: fmt.Sprintf(
 			"%d points, %d feature and %d kernel buffers for %d scales, out of %d bytes",
 			points, len(features), len(kern), len(s.scales), out.bytes)}
 	}
@@ -107,27 +116,27 @@ func (s *SimilaritySearch) SearchDevice(st *Stream, features, kern []*Buffer, po
 	for i, sc := range s.scales {
 		c, sz, k := int(sc.channels), int(sc.size), int(sc.kernel)
 		if features[i].bytes < 4*points*c*sz*sz*sz || kern[i].bytes < 4*points*c*k*k*k {
-			return &Error{Op: "similarity search", Code: codeInvalid, Message: fmt.Sprintf(
+			return nil, &Error{Op: "similarity search", Code: codeInvalid, Message: fmt.Sprintf(
 				"scale %d: buffers too small for %d points", i, points)}
 		}
 		fp[i], kp[i] = features[i].ptr, kern[i].ptr
 	}
 	chunk, err := s.ensure(points)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	err = s.d.do("similarity search", func(cst *C.mlk_status) C.int {
-		return C.mlk_similarity_search(s.d.dev(), st.s, &s.scales[0], C.int(len(s.scales)),
-			C.int(s.patch), &fp[0], &kp[0], C.int(points), C.int(chunk), s.ws.ptr,
-			C.size_t(s.wsBytes), out.ptr, cst)
-	})
-	runtime.KeepAlive(s)
-	return err
+	return func(in *C.mlk_copy, nin C.int, cout *C.mlk_copy, nout C.int,
+		cst *C.mlk_status) C.int {
+		return C.mlk_similarity_search_batch(s.d.dev(), st.s, in, nin, cout, nout,
+			&s.scales[0], C.int(len(s.scales)), C.int(s.patch), &fp[0], &kp[0],
+			C.int(points), C.int(chunk), s.ws.ptr, C.size_t(s.wsBytes), out.ptr, cst)
+	}, nil
 }
 
 // Search is kernels.SimilaritySearch.Search on the GPU: same arguments, same results up to
 // float32 rounding of the scores (the correlation sums in another order). It stages the
-// slices through pooled pinned and device buffers, one batch for all points.
+// slices through pooled pinned and device buffers and makes one native call for the whole
+// batch: copies in, search, copy of the results out, wait.
 func (s *SimilaritySearch) Search(features, kern [][]float32,
 	out []kernels.SimilarityMatch) error {
 	points := len(out)
@@ -151,30 +160,15 @@ func (s *SimilaritySearch) Search(features, kern [][]float32,
 				points, c, k)
 		}
 	}
-	p, st := s.d.pool, s.d.stream
-	var hosts []*HostBuffer
-	var devs []*Buffer
-	defer func() {
-		for _, h := range hosts {
-			p.PutHost(h)
-		}
-		for _, b := range devs {
-			p.PutDevice(b)
-		}
-	}()
+	b := s.d.newBatch()
+	defer b.release()
 	stage := func(src []float32) (*Buffer, error) {
-		h, err := p.Host(4 * len(src))
+		h, buf, err := b.input(4 * len(src))
 		if err != nil {
 			return nil, err
 		}
-		hosts = append(hosts, h)
-		b, err := p.Device(4 * len(src))
-		if err != nil {
-			return nil, err
-		}
-		devs = append(devs, b)
 		copy(h.Float32s(), src)
-		return b, st.CopyToDevice(b, h, 4*len(src))
+		return buf, nil
 	}
 	fb := make([]*Buffer, len(s.scales))
 	kb := make([]*Buffer, len(s.scales))
@@ -187,23 +181,15 @@ func (s *SimilaritySearch) Search(features, kern [][]float32,
 			return err
 		}
 	}
-	res, err := p.Device(8 * points)
+	hres, res, err := b.output(8 * points)
 	if err != nil {
 		return err
 	}
-	devs = append(devs, res)
-	hres, err := p.Host(8 * points)
+	f, err := s.searchOp(s.d.stream, fb, kb, points, res)
 	if err != nil {
 		return err
 	}
-	hosts = append(hosts, hres)
-	if err := s.SearchDevice(st, fb, kb, points, res); err != nil {
-		return err
-	}
-	if err := st.CopyToHost(hres, res, 8*points); err != nil {
-		return err
-	}
-	if err := st.Sync(); err != nil {
+	if err := b.run("similarity search", f); err != nil {
 		return err
 	}
 	return decodeMatches(hres.Bytes()[:8*points], s.patch, out)

@@ -46,6 +46,36 @@ func (d *Device) SAMWindow(dst []uint8, src []float32) error { return ErrNoCUDA 
 // SAMWindowFloat returns ErrNoCUDA in this build.
 func (d *Device) SAMWindowFloat(dst, src []float32) error { return ErrNoCUDA }
 
+// SAMPreprocess returns ErrNoCUDA in this build.
+func (d *Device) SAMPreprocess(dst []float32, win []uint8, shape [3]int, slices []int) error {
+	return ErrNoCUDA
+}
+
+// SAMPreprocessHalf returns ErrNoCUDA in this build.
+func (d *Device) SAMPreprocessHalf(dst []uint16, win []uint8, shape [3]int,
+	slices []int) error {
+	return ErrNoCUDA
+}
+
+// MaskSlice is the decoder output of one slice for Device.SAMMaskPostSlices.
+type MaskSlice struct {
+	Z      int
+	Logits []float32
+	Labels []int16
+}
+
+// SAMMaskPost returns ErrNoCUDA in this build.
+func (d *Device) SAMMaskPost(dst []int16, h, w int, logits []float32, lowRes int,
+	labels []int16) error {
+	return ErrNoCUDA
+}
+
+// SAMMaskPostSlices returns ErrNoCUDA in this build.
+func (d *Device) SAMMaskPostSlices(vol []int16, shape [3]int, lowRes int,
+	slices []MaskSlice) error {
+	return ErrNoCUDA
+}
+
 // SimilaritySearch is the GPU similarity search; none can be made in this build.
 type SimilaritySearch struct{}
 

@@ -25,6 +25,10 @@ func TestStubReportsNoCUDA(t *testing.T) {
 		{"NormalizeHU", dev.NormalizeHU(nil, nil)},
 		{"SAMWindow", dev.SAMWindow(nil, nil)},
 		{"SAMWindowFloat", dev.SAMWindowFloat(nil, nil)},
+		{"SAMPreprocess", dev.SAMPreprocess(nil, nil, [3]int{}, nil)},
+		{"SAMPreprocessHalf", dev.SAMPreprocessHalf(nil, nil, [3]int{}, nil)},
+		{"SAMMaskPost", dev.SAMMaskPost(nil, 0, 0, nil, 0, nil)},
+		{"SAMMaskPostSlices", dev.SAMMaskPostSlices(nil, [3]int{}, 0, nil)},
 		{"Search", (&SimilaritySearch{}).Search(nil, nil, []kernels.SimilarityMatch{{}})},
 	}
 	for _, tc := range tests {
