@@ -66,7 +66,9 @@ func LabelBox(labels *Volume, label int) (lo, hi [3]int, err error) {
 // ExtremePoints returns the six extreme points of one label as MedLSAM's templates define
 // them (method.md section 3): for each axis of the (z, y, x) array, the first and the last
 // slice holding the label, and in that slice the middle entry (index n/2 of n) of the
-// slice's labelled voxels listed in C order of the (z, y, x) array. Rows are
+// slice's labelled voxels listed in C order of the array transposed to (a, a-2, a-1) for
+// array axis a, as the reference's extract_fg_cor does: a z slice lists (y, x), a y slice
+// (x, z) and an x slice (z, y), the first named axis slowest. Rows are
 // [zmin, ymin, xmin, zmax, ymax, xmax] (see ZMin...XMax) and every point is (z, y, x) =
 // (k, j, i). The labels volume is read as is: reorient it first (to Canonical for MedLAM).
 // It returns an error wrapping ErrLabelAbsent when no voxel holds label.
@@ -93,8 +95,7 @@ func ExtremePoints(labels *Volume, label int) ([6][3]int, error) {
 }
 
 // sliceMedian returns, as (z, y, x), the voxel at index n/2 of the n voxels equal to want in
-// the slice where voxel axis `axis` equals s, listed in C order of the (z, y, x) array: the
-// remaining axes ordered slow to fast as k, j, i.
+// the slice where voxel axis `axis` equals s, listed in the order ExtremePoints describes.
 func sliceMedian(v *Volume, want float32, axis, s int) ([3]int, bool) {
 	nx, ny, nz := v.Shape[0], v.Shape[1], v.Shape[2]
 	// The two free voxel axes, slow then fast, with their sizes and strides.
@@ -102,8 +103,8 @@ func sliceMedian(v *Volume, want float32, axis, s int) ([3]int, bool) {
 	switch axis {
 	case 2: // z slice: (j, i)
 		slowN, fastN, slowStride, fastStride, base = ny, nx, nx, 1, s*nx*ny
-	case 1: // y slice: (k, i)
-		slowN, fastN, slowStride, fastStride, base = nz, nx, nx*ny, 1, s*nx
+	case 1: // y slice: (i, k), the reference's label.transpose(1, 2, 0)
+		slowN, fastN, slowStride, fastStride, base = nx, nz, 1, nx*ny, s*nx
 	default: // x slice: (k, j)
 		slowN, fastN, slowStride, fastStride, base = nz, ny, nx*ny, nx, s
 	}

@@ -3,6 +3,7 @@ package volume
 import (
 	"errors"
 	"math/rand/v2"
+	"slices"
 	"testing"
 )
 
@@ -52,6 +53,15 @@ func TestExtremePointsHandMade(t *testing.T) {
 			want: [6][3]int{{0, 1, 1}, {0, 0, 4}, {0, 0, 0}, {0, 1, 1}, {0, 1, 3}, {0, 0, 4}},
 		},
 		{
+			// y slices list (x, z), x slowest, as the reference's label.transpose(1, 2, 0):
+			// j=0 holds (x, z) = (0,1), (1,0); index 2/2 = 1 is (1,0), that is (z,y,x) =
+			// (0,0,1). Listing z-major would give (1,0,0) instead.
+			name: "y slice order", shape: [3]int{2, 1, 2},
+			voxels: map[[3]int]int{{0, 0, 1}: 6, {1, 0, 0}: 6},
+			label:  6, lo: [3]int{0, 0, 0}, hi: [3]int{1, 0, 1},
+			want: [6][3]int{{0, 0, 1}, {0, 0, 1}, {1, 0, 0}, {1, 0, 0}, {0, 0, 1}, {0, 0, 1}},
+		},
+		{
 			// x slices list (z, y): i=1 holds (0,2), (1,0), (2,1) -> (1,0); z slows.
 			name: "x slice order", shape: [3]int{2, 3, 3},
 			voxels: map[[3]int]int{{1, 2, 0}: 5, {1, 0, 1}: 5, {1, 1, 2}: 5},
@@ -77,8 +87,9 @@ func TestExtremePointsHandMade(t *testing.T) {
 	}
 }
 
-// bruteExtremePoints restates method.md section 3 directly: list every labelled voxel of a
-// slice of the (z, y, x) array in C order and take entry n/2.
+// bruteExtremePoints restates the reference's extract_fg_cor directly: the labelled voxels of
+// a slice of array axis a, listed in C order of the array transposed to (a, a-2, a-1), that
+// is sorted by axis (a+1)%3 then (a+2)%3 of (z, y, x), and entry n/2 of that list.
 func bruteExtremePoints(v *Volume, label int) [6][3]int {
 	var zyx [][3]int // labelled voxels in C order of (z, y, x)
 	for k := 0; k < v.Shape[2]; k++ {
@@ -97,12 +108,19 @@ func bruteExtremePoints(v *Volume, label int) [6][3]int {
 			lo, hi = min(lo, p[a]), max(hi, p[a])
 		}
 		for side, s := range []int{lo, hi} {
-			var in [][3]int // the C-order list restricted to one slice keeps C order
+			var in [][3]int
 			for _, p := range zyx {
 				if p[a] == s {
 					in = append(in, p)
 				}
 			}
+			slow, fast := (a+1)%3, (a+2)%3
+			slices.SortStableFunc(in, func(p, q [3]int) int {
+				if p[slow] != q[slow] {
+					return p[slow] - q[slow]
+				}
+				return p[fast] - q[fast]
+			})
 			out[a+3*side] = in[len(in)/2]
 		}
 	}
