@@ -49,6 +49,8 @@ func runEval(args []string, stdout io.Writer) error {
 	organs := fs.String("organs", "", "comma-separated labels to score (default: the "+
 		"prediction's labels, or the boxes' organs)")
 	out := fs.StringP("out", "o", "", "write the JSON here (default: stdout)")
+	summary := fs.Bool("summary", false, "print a summary table on stdout instead of the "+
+		"JSON (which --out still writes)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -146,16 +148,32 @@ func runEval(args []string, stdout io.Writer) error {
 			rep.Boxes = append(rep.Boxes, s)
 		}
 	}
+	// The masks carry no organ names; the boxes file, when given, does.
+	for i := range rep.Masks {
+		for _, b := range rep.Boxes {
+			if b.Label == rep.Masks[i].Label && rep.Masks[i].Name == "" {
+				rep.Masks[i].Name = b.Name
+			}
+		}
+	}
 	b, err := json.MarshalIndent(rep, "", "  ")
 	if err != nil {
 		return fmt.Errorf("eval: %w", err)
 	}
 	b = append(b, '\n')
-	if *out == "" {
+	if *out != "" {
+		if err := writeFileAtomic(*out, b); err != nil {
+			return err
+		}
+	}
+	switch {
+	case *summary:
+		return writeEvalSummary(stdout, rep)
+	case *out == "":
 		_, err = stdout.Write(b)
 		return err
 	}
-	return writeFileAtomic(*out, b)
+	return nil
 }
 
 // presentLabels returns the positive integer labels present in data, ascending.

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/medlsam-fast/medlsam-fast/engine"
 	"github.com/medlsam-fast/medlsam-fast/engine/localize"
 	"github.com/medlsam-fast/medlsam-fast/engine/nifti"
 	"github.com/medlsam-fast/medlsam-fast/engine/ort"
@@ -46,7 +47,8 @@ func runSegment(args []string, stdout io.Writer) error {
 	fs.StringSliceVar(&lf.organs, "organs", nil, "organs to find: label values or names")
 	fs.StringVar(&lf.labelNames, "label-names", "", "JSON file mapping label value -> name")
 	fs.StringVar(&lf.models, "models", "models/full", "directory of the ONNX models")
-	fs.StringVar(&lf.modelName, "model-name", "medlam", "MedLAM model base name")
+	fs.StringVar(&lf.modelName, "model-name", "", "MedLAM model base name (default medlam, "+
+		"or the directory's only MedLAM model)")
 	fs.StringVar(&lf.ortLib, "ort-lib", "", "path of libonnxruntime.so.1 (default: search)")
 	fs.IntVar(&lf.threads, "threads", 0, "CPU threads for ONNX Runtime (0: all)")
 	fs.IntVar(&lf.batch, "batch", localize.DefaultBatchSize, "MedLAM patches per network call")
@@ -62,6 +64,8 @@ func runSegment(args []string, stdout io.Writer) error {
 	outDir := fs.StringP("out-dir", "d", ".", "directory for the masks")
 	perOrgan := fs.Bool("per-organ", false, "also write one binary mask per organ")
 	report := fs.StringP("out", "o", "", "write the JSON report here (default: stdout)")
+	summary := fs.Bool("summary", false, "print a summary table on stdout instead of the "+
+		"JSON (which --out still writes)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -144,11 +148,19 @@ func runSegment(args []string, stdout io.Writer) error {
 		return fmt.Errorf("segment: %w", err)
 	}
 	b = append(b, '\n')
-	if *report == "" {
+	if *report != "" {
+		if err := writeFileAtomic(*report, b); err != nil {
+			return err
+		}
+	}
+	switch {
+	case *summary:
+		return writeSegmentSummary(stdout, rep)
+	case *report == "":
 		_, err = stdout.Write(b)
 		return err
 	}
-	return writeFileAtomic(*report, b)
+	return nil
 }
 
 // openSAM opens NAME-encoder.onnx and NAME-decoder.onnx (else NAME-decoder-public.onnx)
@@ -173,8 +185,8 @@ func openSAM(dir, name string, opt ort.Options) (segment.Models, func(), error) 
 	}, nil
 }
 
-// localizer opens MedLAM, builds or loads the template set once, and returns a function
-// that localises one query with it, and one that closes the network.
+// localizer opens MedLAM (engine.Open), builds or loads the template set once, and returns
+// a function that localises one query with it, and one that closes the network.
 func localizer(ctx context.Context, lf localizeFlags) (func(string, *nifti.Image) (
 	*localize.Result, error), func(), error) {
 	mode := localize.Mode(strings.ToUpper(lf.mode))
@@ -183,34 +195,30 @@ func localizer(ctx context.Context, lf localizeFlags) (func(string, *nifti.Image
 	}
 	cfg := localize.Config{Mode: mode, SliceInterval: lf.sliceInterval, BatchSize: lf.batch,
 		Seed: lf.seed, Logger: slog.Default()}
-	net, closeNet, err := openNetwork(lf)
+	eng, err := engine.Open(lf.models, engine.Options{ModelName: lf.modelName,
+		ORTLibrary: lf.ortLib, Threads: lf.threads, Localize: cfg})
 	if err != nil {
 		return nil, nil, err
 	}
 	var ts *localize.TemplateSet
 	if lf.templateSet != "" {
-		ts, err = localize.LoadTemplateSet(lf.templateSet, net.ModelSHA256)
+		ts, err = eng.LoadTemplates(lf.templateSet)
 	} else {
 		var organs []localize.Organ
 		organs, err = parseOrgans(lf.organs, lf.labelNames)
 		if err == nil {
-			var tpl []localize.Template
-			tpl, err = readTemplates(lf.templates)
+			var tpl []engine.TemplateInput
+			tpl, err = templateInputs(lf.templates)
 			if err == nil {
-				ts, err = localize.BuildTemplateSet(ctx, net, tpl, organs, cfg)
+				ts, err = eng.BuildTemplates(ctx, tpl, organs)
 			}
 		}
 	}
 	if err != nil {
-		closeNet()
+		eng.Close()
 		return nil, nil, err
 	}
 	return func(path string, img *nifti.Image) (*localize.Result, error) {
-		q, err := localize.Prepare(img.Volume, path, localize.Image)
-		if err != nil {
-			return nil, err
-		}
-		r, _, err := localize.Localize(ctx, net, ts, q, cfg)
-		return r, err
-	}, closeNet, nil
+		return eng.LocalizeVolume(ctx, ts, img.Volume, path)
+	}, func() { eng.Close() }, nil
 }

@@ -2,7 +2,9 @@ package segment
 
 import (
 	"encoding/json"
+	"errors"
 	"math"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"testing"
@@ -10,6 +12,7 @@ import (
 	"github.com/medlsam-fast/medlsam-fast/engine/backend"
 	"github.com/medlsam-fast/medlsam-fast/engine/eval"
 	"github.com/medlsam-fast/medlsam-fast/engine/nifti"
+	"github.com/medlsam-fast/medlsam-fast/engine/ort"
 	"github.com/medlsam-fast/medlsam-fast/kernels"
 )
 
@@ -119,15 +122,81 @@ func TestResizeEffect(t *testing.T) {
 	}
 }
 
-// BenchmarkSAMFull is meant to time the full-size ViT-B models (models/full, from make
-// models-sam-full) through ONNX Runtime: the encoder per slice and the decoder per box.
-// build/bench/segment_compare.py bench runs it next to torch.
+// BenchmarkSAMFull times the full-size ViT-B models (models/full, from make models-sam-full)
+// through ONNX Runtime on 2 intra-op threads, the setting of build/bench/sam_reference.py's
+// torch run: "encoder" is one encoder call of batch 1 on a preprocessed 1024 x 1024 slice
+// (ms/slice); "decoder" decodes 3 boxes of one 512 x 512 slice in one call and
+// post-processes them into the label map (ms/box), as Segment does; "decoder-public" does
+// the same with the public layout, one call per box. build/bench/segment_compare.py bench
+// runs it next to torch.
 func BenchmarkSAMFull(b *testing.B) {
 	dir := filepath.Join("..", "..", "models", "full")
 	if _, err := os.Stat(filepath.Join(dir, "sam-encoder.onnx")); err != nil {
 		b.Skipf("full-size SAM export absent (%v): run make models-sam-full", err)
 	}
-	// TODO(#4): time the encoder per slice and the decoder per box once make
-	// models-sam-full and build/bench/sam_reference.py exist; neither had landed.
-	b.Skip("full-size SAM benchmark not written yet (TODO(#4))")
+	open := func(name string) *ort.Model {
+		m, err := ort.Open(filepath.Join(dir, name), ort.Options{IntraOpThreads: 2})
+		if errors.Is(err, backend.ErrUnavailable) {
+			b.Skipf("ONNX Runtime not available (%v); run bash build/install-onnxruntime.sh",
+				err)
+		}
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { m.Close() })
+		return m
+	}
+	enc := open("sam-encoder.onnx")
+	const S = kernels.SAMImageSize
+	images := make([]float32, 3*S*S)
+	r := rand.New(rand.NewPCG(1, 2))
+	for i := range images {
+		images[i] = float32(r.NormFloat64())
+	}
+	encode := func() backend.Tensor {
+		out, err := enc.Run([]backend.Tensor{{Name: InputImages, Shape: []int64{1, 3, S, S},
+			Data: images}}, []string{OutputEmbedding})
+		if err != nil {
+			b.Fatal(err)
+		}
+		return out[0]
+	}
+	b.Run("encoder", func(b *testing.B) {
+		for b.Loop() {
+			encode()
+		}
+		b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/slice")
+	})
+	emb := encode()
+	const h, w = 512, 512
+	boxes := []sliceBox{{organ: 0, box: [4]float32{300, 280, 620, 710}},
+		{organ: 1, box: [4]float32{100, 400, 380, 800}}, {organ: 2, box: [4]float32{550, 300,
+			900, 640}}}
+	lab := []int16{1, 2, 3}
+	for _, name := range []string{"sam-decoder.onnx", "sam-decoder-public.onnx"} {
+		dec := open(name)
+		layout, err := DetectLayout(dec)
+		if err != nil {
+			b.Fatal(err)
+		}
+		d := decoder{model: dec, layout: layout, h: h, w: w}
+		labels := make([]int16, h*w)
+		run := "decoder"
+		if layout == LayoutPublic {
+			run = "decoder-public"
+		}
+		b.Run(run, func(b *testing.B) {
+			for b.Loop() {
+				logits, lr, _, _, err := d.decode(emb.Shape[1:], emb.Data, boxes)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := kernels.SAMMaskPost(labels, h, w, logits, lr, lab); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Microseconds())/1000/float64(b.N*len(boxes)),
+				"ms/box")
+		})
+	}
 }
