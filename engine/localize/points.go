@@ -1,6 +1,11 @@
 package localize
 
-import "fmt"
+import (
+	"errors"
+	"fmt"
+
+	"github.com/medlsam-fast/medlsam-fast/engine/volume"
+)
 
 // maxChunks is the method's cap on SPL chunks per organ.
 const maxChunks = 6
@@ -74,32 +79,18 @@ func (m organMask) sliceMedian(axis, idx int) ([3]int, bool) {
 }
 
 // wplPoints returns the organ's six extreme points in the unpadded (z, y, x) frame of lab,
-// rows zmin, ymin, xmin, zmax, ymax, xmax (method.md section 3): for each axis the first and
-// last slice holding the organ, and in it the middle voxel in the reference's order (see
-// sliceMedian).
-//
-// TODO(#3): volume.ExtremePoints lists a y slice's voxels z-major, where the reference
-// (label.transpose(1, 2, 0)) lists them x-major, so its ymin/ymax rows can differ from the
-// reference's; this package keeps its own reference-ordered median until they agree.
+// rows zmin, ymin, xmin, zmax, ymax, xmax (method.md section 3), as volume.ExtremePoints
+// computes them in the reference's slice order.
 func wplPoints(lab *Grid, o Organ) ([][3]int, error) {
-	m := newOrganMask(lab, o.Label)
-	lo, hi, ok := m.bounds(0, m.d[0])
-	if !ok {
+	ext, err := volume.ExtremePoints(lab.Vol, o.Label)
+	if errors.Is(err, volume.ErrLabelAbsent) {
 		return nil, fmt.Errorf("localize: template %s: organ %v is absent from the label map",
 			lab.Source, o)
 	}
-	pts := make([][3]int, 0, 6)
-	for _, b := range [2][3]int{lo, hi} {
-		for axis := 0; axis < 3; axis++ {
-			p, ok := m.sliceMedian(axis, b[axis])
-			if !ok {
-				return nil, fmt.Errorf("localize: template %s: organ %v: slice %d of axis %d "+
-					"is empty", lab.Source, o, b[axis], axis)
-			}
-			pts = append(pts, p)
-		}
+	if err != nil {
+		return nil, fmt.Errorf("localize: template %s: organ %v: %w", lab.Source, o, err)
 	}
-	return pts, nil
+	return ext[:], nil
 }
 
 // zExtent returns zmax - zmin of the organ in lab, or an error naming the organ and the file
