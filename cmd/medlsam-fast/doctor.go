@@ -27,6 +27,13 @@ var doctorProbe gpu.Prober = gpu.NVML{}
 // doctorTRTVersion is the TensorRT library version; tests replace it.
 var doctorTRTVersion = trt.LibraryVersion
 
+// doctorCUDA says whether the CUDA kernels can run, and doctorCUDARuntime returns the
+// version of the CUDA runtime linked in; tests replace them.
+var (
+	doctorCUDA        = kgpu.Available
+	doctorCUDARuntime = kgpu.RuntimeVersion
+)
+
 // runDoctor prints what this machine and binary offer to each backend, and plain advice for
 // whatever is missing. It fails only on bad flags: a machine without a GPU is a finding.
 func runDoctor(args []string, stdout io.Writer) error {
@@ -65,15 +72,22 @@ func runDoctor(args []string, stdout io.Writer) error {
 
 	// What this binary was built with.
 	fmt.Fprintln(stdout, "\nBuild")
-	if err := kgpu.Available(); errors.Is(err, kgpu.ErrNoCUDA) {
+	if err := doctorCUDA(); errors.Is(err, kgpu.ErrNoCUDA) {
 		fmt.Fprintln(stdout, "  CUDA kernels: built without (build tag cuda)")
 		advise("for the GPU backend, build the CUDA kernels: `make cuda` (needs nvcc: " +
 			"bash build/setup.sh --cuda)")
-	} else if err != nil {
-		fmt.Fprintf(stdout, "  CUDA kernels: built in, no usable device: %v\n", err)
 	} else {
-		// TODO(#6): print the CUDA runtime version once kernels/gpu reports it.
-		fmt.Fprintln(stdout, "  CUDA kernels: built in, device available")
+		rt := "CUDA runtime unknown"
+		if v, verr := doctorCUDARuntime(); verr == nil {
+			rt = "CUDA runtime " + kgpu.FormatVersion(v)
+		} else {
+			rt += fmt.Sprintf(" (%v)", verr)
+		}
+		if err != nil {
+			fmt.Fprintf(stdout, "  CUDA kernels: built in, %s, no usable device: %v\n", rt, err)
+		} else {
+			fmt.Fprintf(stdout, "  CUDA kernels: built in, %s, device available\n", rt)
+		}
 	}
 	var trtVer trt.Version
 	if !trt.Built() {

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/medlsam-fast/medlsam-fast/engine/backend"
 	"github.com/medlsam-fast/medlsam-fast/engine/gpu"
+	kgpu "github.com/medlsam-fast/medlsam-fast/kernels/gpu"
 	"github.com/medlsam-fast/medlsam-fast/trt"
 )
 
@@ -124,5 +126,54 @@ func TestDoctorUsage(t *testing.T) {
 	var out, errOut bytes.Buffer
 	if code := run([]string{"doctor", "extra"}, &out, &errOut); code != 2 {
 		t.Errorf("doctor with an argument exited %d, want 2", code)
+	}
+}
+
+// TestDoctorCUDABuild checks the CUDA line for the three states a binary can be in, with
+// the kernels' probes replaced.
+func TestDoctorCUDABuild(t *testing.T) {
+	tests := []struct {
+		name    string
+		avail   error
+		rt      int
+		rtErr   error
+		want    string
+		wantAdv bool
+		wantNot string
+	}{
+		{name: "without", avail: kgpu.ErrNoCUDA, rtErr: kgpu.ErrNoCUDA,
+			want: "CUDA kernels: built without (build tag cuda)", wantAdv: true,
+			wantNot: "CUDA runtime"},
+		{name: "no device", avail: fmt.Errorf("%w: error 100", kgpu.ErrNoDevice), rt: 11080,
+			want: "CUDA kernels: built in, CUDA runtime 11.8, no usable device: gpu: no CUDA " +
+				"device: error 100"},
+		{name: "device", rt: 12040,
+			want: "CUDA kernels: built in, CUDA runtime 12.4, device available"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			oldA, oldR := doctorCUDA, doctorCUDARuntime
+			doctorCUDA = func() error { return tc.avail }
+			doctorCUDARuntime = func() (int, error) { return tc.rt, tc.rtErr }
+			t.Cleanup(func() { doctorCUDA, doctorCUDARuntime = oldA, oldR })
+			withProbe(t, doctorFakeProbe{err: errors.New("gpu: no NVIDIA GPU")})
+			var out, errOut bytes.Buffer
+			code := run([]string{"doctor", "--engines", filepath.Join(t.TempDir(), "none")},
+				&out, &errOut)
+			if code != 0 {
+				t.Fatalf("doctor exited %d: %s", code, errOut.String())
+			}
+			got := out.String()
+			if !strings.Contains(got, tc.want) {
+				t.Errorf("doctor output lacks %q:\n%s", tc.want, got)
+			}
+			adv := strings.Contains(got, "build the CUDA kernels: `make cuda`")
+			if adv != tc.wantAdv {
+				t.Errorf("advice to build CUDA given: %v, want %v:\n%s", adv, tc.wantAdv, got)
+			}
+			if tc.wantNot != "" && strings.Contains(got, tc.wantNot) {
+				t.Errorf("doctor output has %q:\n%s", tc.wantNot, got)
+			}
+		})
 	}
 }

@@ -37,6 +37,15 @@ extern "C" int mlk_device_info_get(int dev, mlk_device_info *out, mlk_status *st
     return mlk_ok(st);
 }
 
+extern "C" int mlk_runtime_version(int *v, mlk_status *st) {
+    if (v == NULL) {
+        return mlk_set(st, MLK_EINVAL, 0, "runtime version: v is NULL");
+    }
+    *v = 0;
+    MLK_TRY(st, cudaRuntimeGetVersion(v));
+    return mlk_ok(st);
+}
+
 extern "C" int mlk_device_malloc(int dev, size_t bytes, uint64_t *out, mlk_status *st) {
     if (out == NULL || bytes == 0) {
         return mlk_set(st, MLK_EINVAL, 0, "device malloc: out is NULL or bytes is 0");

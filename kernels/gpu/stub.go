@@ -93,3 +93,6 @@ func (s *SimilaritySearch) Search(features, kern [][]float32,
 
 // Close does nothing in this build.
 func (s *SimilaritySearch) Close() error { return nil }
+
+// RuntimeVersion returns ErrNoCUDA in this build: no CUDA runtime is linked.
+func RuntimeVersion() (int, error) { return 0, ErrNoCUDA }

@@ -30,6 +30,7 @@ func TestStubReportsNoCUDA(t *testing.T) {
 		{"SAMMaskPost", dev.SAMMaskPost(nil, 0, 0, nil, 0, nil)},
 		{"SAMMaskPostSlices", dev.SAMMaskPostSlices(nil, [3]int{}, 0, nil)},
 		{"Search", (&SimilaritySearch{}).Search(nil, nil, []kernels.SimilarityMatch{{}})},
+		{"RuntimeVersion", func() error { _, err := RuntimeVersion(); return err }()},
 	}
 	for _, tc := range tests {
 		if !errors.Is(tc.err, ErrNoCUDA) {
