@@ -10,6 +10,7 @@ import (
 
 	"github.com/medlsam-fast/medlsam-fast/engine/nifti"
 	"github.com/medlsam-fast/medlsam-fast/engine/phantom"
+	"github.com/medlsam-fast/medlsam-fast/internal/atomicfile"
 )
 
 func init() {
@@ -81,30 +82,11 @@ func runPhantom(args []string, stdout io.Writer) error {
 	return nil
 }
 
-// writeFileAtomic writes data to a temporary file beside path and renames it into place, so
-// that path never holds a partial file.
+// writeFileAtomic writes data to path through a temporary file and a rename, so that path
+// never holds a partial file.
 func writeFileAtomic(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	_, werr := f.Write(data)
-	if err := f.Chmod(0o644); werr == nil {
-		werr = err
-	}
-	if err := f.Sync(); werr == nil {
-		werr = err
-	}
-	if err := f.Close(); werr == nil {
-		werr = err
-	}
-	if werr == nil {
-		werr = os.Rename(tmp, path)
-	}
-	if werr != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", path, werr)
+	if err := atomicfile.WriteFile(path, data); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return nil
 }

@@ -10,7 +10,8 @@ import (
 	"io"
 	"math"
 	"os"
-	"path/filepath"
+
+	"github.com/medlsam-fast/medlsam-fast/internal/atomicfile"
 )
 
 // Mode selects how many points an organ gets.
@@ -179,25 +180,10 @@ func (ts *TemplateSet) Save(path string) error {
 	})
 }
 
-// writeAtomic writes a file through a temporary file in the same directory and renames it
-// into place, so a reader never sees a partial file.
+// writeAtomic writes a file through atomicfile, so a reader never sees a partial file.
 func writeAtomic(path string, write func(io.Writer) error) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("localize: %w", err)
-	}
-	tmp := f.Name()
-	werr := write(f)
-	cerr := f.Close()
-	if werr == nil {
-		werr = cerr
-	}
-	if werr == nil {
-		werr = os.Rename(tmp, path)
-	}
-	if werr != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("localize: writing %s: %w", path, werr)
+	if err := atomicfile.Write(path, write); err != nil {
+		return fmt.Errorf("localize: writing %s: %w", path, err)
 	}
 	return nil
 }

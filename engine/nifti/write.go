@@ -7,13 +7,12 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/klauspost/compress/gzip"
 
 	"github.com/medlsam-fast/medlsam-fast/engine/volume"
+	"github.com/medlsam-fast/medlsam-fast/internal/atomicfile"
 )
 
 // WriteOptions tunes Write.
@@ -44,7 +43,7 @@ func Write(path string, v *volume.Volume, opt WriteOptions) error {
 	return nil
 }
 
-func write(path string, v *volume.Volume, opt WriteOptions) (err error) {
+func write(path string, v *volume.Volume, opt WriteOptions) error {
 	gz := strings.HasSuffix(path, ".nii.gz")
 	if !gz && !strings.HasSuffix(path, ".nii") {
 		return errors.New("file name must end in .nii or .nii.gz")
@@ -68,48 +67,27 @@ func write(path string, v *volume.Volume, opt WriteOptions) (err error) {
 	}
 	hdr := encodeHeader1(h)
 
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(tmp)
+	return atomicfile.Write(path, func(f io.Writer) error {
+		bw := bufio.NewWriterSize(f, 1<<20)
+		var w io.Writer = bw
+		var zw *gzip.Writer
+		if gz {
+			zw = gzip.NewWriter(bw)
+			w = zw
 		}
-	}()
-	bw := bufio.NewWriterSize(f, 1<<20)
-	var w io.Writer = bw
-	var zw *gzip.Writer
-	if gz {
-		zw = gzip.NewWriter(bw)
-		w = zw
-	}
-	if _, err = w.Write(hdr); err != nil {
-		return err
-	}
-	if err = writeVoxels(w, v.Data, h.Datatype); err != nil {
-		return err
-	}
-	if zw != nil {
-		if err = zw.Close(); err != nil {
+		if _, err := w.Write(hdr); err != nil {
 			return err
 		}
-	}
-	if err = bw.Flush(); err != nil {
-		return err
-	}
-	if err = f.Chmod(0o644); err != nil {
-		return err
-	}
-	if err = f.Sync(); err != nil {
-		return err
-	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+		if err := writeVoxels(w, v.Data, h.Datatype); err != nil {
+			return err
+		}
+		if zw != nil {
+			if err := zw.Close(); err != nil {
+				return err
+			}
+		}
+		return bw.Flush()
+	})
 }
 
 // outputHeader builds the NIfTI-1 header for v.
