@@ -46,7 +46,7 @@ func goodEnv() Env {
 		Probe:           fakeProber{rep: Report{Driver: "560.35.03", Devices: []Device{h200}}},
 		TensorRTBuilt:   func() bool { return true },
 		CUDABuilt:       func() bool { return true },
-		TensorRTVersion: func() (trt.Version, error) { return trt.Version{10, 13, 0}, nil },
+		TensorRTVersion: func() (trt.Version, error) { return trt.Version{Major: 10, Minor: 13}, nil },
 		Engines:         "engines",
 		Models:          models,
 		Scan:            fakeScan(models, nil),
