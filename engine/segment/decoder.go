@@ -80,6 +80,9 @@ func (d decoder) decodePublic(embShape []int64, emb []float32, boxes []sliceBox)
 			return nil, 0, nil, n + 1, fmt.Errorf("public decoder: %w", err)
 		}
 		m, iou := outs[0], outs[1]
+		if len(m.Shape) == 4 && m.Shape[1] == 1 {
+			return nil, 0, nil, n + 1, errSingleMask // declared dynamic, found at run time
+		}
 		if len(m.Shape) != 4 || m.Shape[0] != 1 || m.Shape[1] < 1 || m.Shape[2] != m.Shape[3] ||
 			len(iou.Data) < 1 {
 			return nil, 0, nil, n + 1, fmt.Errorf("public decoder: low_res_masks %v, "+

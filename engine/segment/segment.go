@@ -2,6 +2,7 @@ package segment
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math"
@@ -46,7 +47,14 @@ const (
 	LayoutPublic Layout = "public"
 )
 
-// DetectLayout tells a decoder's layout from its input names.
+// errSingleMask refuses a public-layout decoder exported with --return-single-mask.
+var errSingleMask = errors.New("segment: the public-layout decoder returns one mask per " +
+	"box (exported with --return-single-mask): that is the best of SAM's three multimask " +
+	"outputs, not the single-mask output the method uses; export it again without " +
+	"--return-single-mask")
+
+// DetectLayout tells a decoder's layout from its input names. It refuses a public-layout
+// decoder whose low_res_masks has one channel (see errSingleMask).
 func DetectLayout(dec backend.Model) (Layout, error) {
 	names := map[string]bool{}
 	var list []string
@@ -59,6 +67,11 @@ func DetectLayout(dec backend.Model) (Layout, error) {
 		return LayoutBoxes, nil
 	case names[OutputEmbedding] && names[InputPointCoords] && names[InputPointLabels] &&
 		names[InputMaskInput] && names[InputHasMask] && names[InputOrigSize]:
+		for _, out := range dec.Outputs() {
+			if out.Name == OutputLowRes && len(out.Shape) == 4 && out.Shape[1] == 1 {
+				return "", errSingleMask
+			}
+		}
 		return LayoutPublic, nil
 	}
 	return "", fmt.Errorf("segment: decoder inputs %v are neither (%s, %s) nor the public "+

@@ -2,6 +2,7 @@ package segment
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"math"
@@ -200,6 +201,17 @@ func TestSegmentRefuses(t *testing.T) {
 	bad := backend.NewFake([]backend.TensorInfo{{Name: "x", Shape: []int64{-1}}}, nil, nil)
 	if _, err := DetectLayout(bad); err == nil {
 		t.Error("unknown decoder layout accepted")
+	}
+	// A public decoder exported with --return-single-mask: one low_res_masks channel.
+	_, pub := fakeModels(true)
+	outs := slices.Clone(pub.Outputs())
+	outs[0].Shape = []int64{1, 1, 256, 256}
+	single := backend.NewFake(pub.Inputs(), outs, nil)
+	if _, err := DetectLayout(single); !errors.Is(err, errSingleMask) {
+		t.Errorf("single-mask public decoder: got %v, want errSingleMask", err)
+	}
+	if l, err := DetectLayout(pub); l != LayoutPublic || err != nil {
+		t.Errorf("public decoder: %q, %v", l, err)
 	}
 }
 
