@@ -15,4 +15,15 @@
 // the supervisor starts a new child and retries the job with half the batch; when the child
 // reports running out of device memory, it retries in the same child with half the batch.
 // Each job's attempts are reported.
+//
+// The device pipeline (pipeline.go): a Scheduler moves a batch of queries through Stages on
+// two lanes, each a stream with its own buffers. A lane reads its query into pinned memory
+// and enqueues the volume's one copy to the device, then waits for its turn to compute
+// (turns pass in job order when the previous job's stream has drained); so the copy of
+// volume k+1 overlaps the compute of volume k, and stage workspace is never shared by two
+// jobs at once. Only the boxes and the label map come back. The scheduler and the
+// segmentation plan are pure Go, tested with fake streams; their device implementations
+// (CUDA, DeviceStages, DevicePipeline, TRTMemory for trt.Model) are built with the `cuda` tag
+// and run TensorRT engines in a `cuda,tensorrt` build. PipelineWorker serves the pipeline
+// in the supervised worker process.
 package gpu

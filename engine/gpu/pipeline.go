@@ -6,6 +6,8 @@ import (
 	"fmt"
 
 	"github.com/medlsam-fast/medlsam-fast/engine/eval"
+	kgpu "github.com/medlsam-fast/medlsam-fast/kernels/gpu"
+	"github.com/medlsam-fast/medlsam-fast/trt"
 )
 
 // The device-resident pipeline: a scheduler that moves query volumes through the GPU with
@@ -75,6 +77,14 @@ type Result struct {
 	Job    Job     `json:"job"`
 	Organs []Organ `json:"organs,omitempty"`
 	Err    string  `json:"err,omitempty"`
+	// OOM marks a failure for want of device or pinned memory, which a smaller encoder
+	// batch may avoid.
+	OOM bool `json:"oom,omitempty"`
+}
+
+// isOOM reports whether err is an allocation failure of TensorRT or the CUDA kernels.
+func isOOM(err error) bool {
+	return errors.Is(err, trt.ErrOutOfMemory) || errors.Is(err, kgpu.ErrOutOfMemory)
 }
 
 // Stages are the per-volume steps of the pipeline. The scheduler calls Load, Localise,
@@ -183,6 +193,7 @@ func (sc *Scheduler) runJob(ctx context.Context, l *lane, job Job, my,
 	defer pass()
 	fail := func(stage string, err error) Result {
 		res.Err = fmt.Sprintf("gpu: %s: %s: %v", job.Query, stage, err)
+		res.OOM = isOOM(err)
 		return res
 	}
 	if err := ctx.Err(); err != nil {

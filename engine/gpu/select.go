@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/medlsam-fast/medlsam-fast/engine/backend"
+	kgpu "github.com/medlsam-fast/medlsam-fast/kernels/gpu"
 	"github.com/medlsam-fast/medlsam-fast/trt"
 )
 
@@ -58,13 +59,14 @@ type Env struct {
 }
 
 // DefaultEnv returns the real environment for the given engines directory and models.
-// CUDABuilt must be supplied by the caller that links the kernels.
-// TODO(#6): take CUDABuilt from kernels/gpu once that package lands.
-func DefaultEnv(engines string, models []string, cudaBuilt func() bool) Env {
-	return Env{Probe: NVML{}, TensorRTBuilt: trt.Built, CUDABuilt: cudaBuilt,
+func DefaultEnv(engines string, models []string) Env {
+	return Env{Probe: NVML{}, TensorRTBuilt: trt.Built, CUDABuilt: CUDABuilt,
 		TensorRTVersion: trt.LibraryVersion, Engines: engines, Models: models,
 		Scan: trt.ScanEngines}
 }
+
+// CUDABuilt reports whether this binary links the CUDA kernels (the `cuda` build tag).
+func CUDABuilt() bool { return !errors.Is(kgpu.Available(), kgpu.ErrNoCUDA) }
 
 // Choice is Select's decision.
 type Choice struct {

@@ -66,11 +66,8 @@ type worker struct {
 	err  error         // Wait's error, valid after done
 }
 
-// WorkerCommand returns a Command function that starts this executable in worker mode.
-//
-// TODO(#6): cmd/medlsam-fast must register the hidden WorkerArg subcommand (ServeWorker with
-// the GPU pipeline as Handler); the device-resident pipeline itself (one upload from pinned
-// memory, two streams double-buffering volumes) is not written yet.
+// WorkerCommand returns a Command function that starts this executable in worker mode
+// (the hidden `medlsam-fast gpu-worker` subcommand, serving a PipelineWorker).
 func WorkerCommand(extraArgs ...string) func() *exec.Cmd {
 	return func() *exec.Cmd {
 		exe, err := os.Executable()

@@ -1,0 +1,450 @@
+//go:build cuda
+
+package gpu
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+
+	"github.com/medlsam-fast/medlsam-fast/engine/backend"
+	"github.com/medlsam-fast/medlsam-fast/engine/nifti"
+	"github.com/medlsam-fast/medlsam-fast/engine/segment"
+	"github.com/medlsam-fast/medlsam-fast/engine/volume"
+	"github.com/medlsam-fast/medlsam-fast/kernels"
+	kgpu "github.com/medlsam-fast/medlsam-fast/kernels/gpu"
+	"github.com/medlsam-fast/medlsam-fast/trt"
+)
+
+// This file is the device implementation of Stages: SAM segmentation with the CUDA kernels
+// and TensorRT engines, the volume never leaving the device between the window and the
+// label map. It compiles with the `cuda` tag alone (package trt's Go side has no tag; its
+// engines open only in a `tensorrt` build), so CI type-checks it; it runs only on a GPU.
+
+const (
+	samS      = kernels.SAMImageSize // 1024
+	embBytes  = 4 * 256 * 64 * 64    // one image embedding, float32
+	lowRes    = 256                  // decoder mask edge
+	maskBytes = 4 * lowRes * lowRes  // one decoder mask, float32
+)
+
+// DeviceStages runs the segmentation of method.md section 5 on one GPU. Its workspace is
+// shared by the scheduler's lanes, which compute one at a time; it keeps one TensorRT
+// context per stream. Close frees the workspace and contexts, not the Device or engines.
+type DeviceStages struct {
+	Dev              *kgpu.Device
+	Encoder, Decoder *trt.Engine
+	// EncoderBatch is the number of slices per encoder call (capped by the engine's
+	// profiles); the supervisor halves it after an out-of-memory fault.
+	EncoderBatch int
+
+	half bool // the encoder takes fp16 images
+	enc  map[uintptr]*trt.Context
+	dec  map[uintptr]*trt.Context
+	ws   map[string]*kgpu.Buffer // workspace by role, grown on demand
+}
+
+// NewDeviceStages checks the engines against the SAM contracts (engine/segment's tensor
+// names; float32 embeddings and masks) and returns the stages. The caller must Close them.
+func NewDeviceStages(dev *kgpu.Device, enc, dec *trt.Engine, batch int) (*DeviceStages, error) {
+	find := func(e *trt.Engine, name string, in bool) (backend.TensorInfo, error) {
+		list := e.Outputs()
+		if in {
+			list = e.Inputs()
+		}
+		for _, t := range list {
+			if t.Name == name {
+				return t, nil
+			}
+		}
+		return backend.TensorInfo{}, fmt.Errorf("gpu: engine %s has no tensor %q (the "+
+			"device pipeline runs the box-only decoder contract of engine/segment)",
+			e.Manifest().File, name)
+	}
+	img, err := find(enc, segment.InputImages, true)
+	if err != nil {
+		return nil, err
+	}
+	if img.Type != backend.Float32 && img.Type != backend.Float16 {
+		return nil, fmt.Errorf("gpu: encoder input %q is %s, want float32 or float16",
+			img.Name, img.Type)
+	}
+	for _, c := range []struct {
+		e    *trt.Engine
+		name string
+		in   bool
+	}{{enc, segment.OutputEmbedding, false}, {dec, segment.OutputEmbedding, true},
+		{dec, segment.InputBoxes, true}, {dec, segment.OutputMasks, false},
+		{dec, segment.OutputIoU, false}} {
+		t, err := find(c.e, c.name, c.in)
+		if err != nil {
+			return nil, err
+		}
+		if t.Type != backend.Float32 {
+			return nil, fmt.Errorf("gpu: tensor %q of %s is %s, want float32", t.Name,
+				c.e.Manifest().File, t.Type)
+		}
+	}
+	if batch < 1 {
+		return nil, fmt.Errorf("gpu: encoder batch %d", batch)
+	}
+	return &DeviceStages{Dev: dev, Encoder: enc, Decoder: dec,
+		EncoderBatch: int(min(int64(batch), enc.MaxBatch())), half: img.Type == backend.Float16,
+		enc: map[uintptr]*trt.Context{}, dec: map[uintptr]*trt.Context{},
+		ws: map[string]*kgpu.Buffer{}}, nil
+}
+
+// queryMeta is what Store needs of a loaded query.
+type queryMeta struct {
+	hdr *nifti.Header
+	vol *volume.Volume // geometry only; Data is nil
+}
+
+// Load reads the query (without reorientation: method.md 5.1) into pinned memory as
+// float32 voxels, i fastest.
+func (d *DeviceStages) Load(ctx context.Context, job Job,
+	pinned func(n int) ([]byte, error)) (Loaded, error) {
+	img, err := nifti.Read(job.Query, nifti.ReadOptions{})
+	if err != nil {
+		return Loaded{}, err
+	}
+	v := img.Volume
+	b, err := pinned(4 * len(v.Data))
+	if err != nil {
+		return Loaded{}, err
+	}
+	// TODO(#6): read straight into the pinned buffer (nifti.Read into a caller's slice)
+	// instead of this second host copy.
+	for i, x := range v.Data {
+		binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(x))
+	}
+	geom := &volume.Volume{Shape: v.Shape, Spacing: v.Spacing, Affine: v.Affine}
+	return Loaded{Shape: v.Shape, VoxelBytes: 4 * len(v.Data), MaskBytes: 2 * len(v.Data),
+		Meta: queryMeta{hdr: img.Header, vol: geom}}, nil
+}
+
+// Localise returns the boxes of job.Organs.
+//
+// TODO(#6): MedLAM on the device (reorientation to LAS, resampling to 3 mm, the HU
+// normalisation, padding, 64^3 crops, the MedLAM engine, the similarity search with the
+// template kernels, boxes back). kernels/gpu has resampling, normalisation and the search;
+// the reorientation and crop kernels and the template upload are missing. Until then the
+// boxes come from a file (the CPU localisation's output).
+func (d *DeviceStages) Localise(ctx context.Context, s DevStream, vol DevMem, l Loaded,
+	job Job) ([]Organ, error) {
+	if job.Organs == "" {
+		return nil, errors.New("device localisation is not implemented yet; give the " +
+			"boxes in the job's organs file (medlsam-fast localise on the CPU writes them)")
+	}
+	return readOrgans(job.Organs)
+}
+
+// readOrgans reads a JSON list of organs with their boxes, refusing an empty list.
+func readOrgans(path string) ([]Organ, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var organs []Organ
+	if err := json.Unmarshal(b, &organs); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if len(organs) == 0 {
+		return nil, fmt.Errorf("%s: no organs", path)
+	}
+	return organs, nil
+}
+
+// buf returns the workspace buffer of role, at least n bytes. Growing frees the old one:
+// the stream of the previous user has drained (the scheduler's turn), so no work uses it.
+func (d *DeviceStages) buf(role string, n int) (*kgpu.Buffer, error) {
+	if b := d.ws[role]; b != nil && b.Len() >= n {
+		return b, nil
+	}
+	if err := d.ws[role].Close(); err != nil {
+		return nil, err
+	}
+	delete(d.ws, role)
+	b, err := d.Dev.Alloc(max(n, 1))
+	if err != nil {
+		return nil, fmt.Errorf("%s workspace of %d bytes: %w", role, n, err)
+	}
+	d.ws[role] = b
+	return b, nil
+}
+
+// contexts returns the encoder and decoder contexts of stream s, creating them.
+func (d *DeviceStages) contexts(s *kgpu.Stream) (*trt.Context, *trt.Context, error) {
+	h := s.Handle()
+	if d.enc[h] == nil {
+		c, err := d.Encoder.NewContext(h)
+		if err != nil {
+			return nil, nil, err
+		}
+		d.enc[h] = c
+	}
+	if d.dec[h] == nil {
+		c, err := d.Decoder.NewContext(h)
+		if err != nil {
+			return nil, nil, err
+		}
+		d.dec[h] = c
+	}
+	return d.enc[h], d.dec[h], nil
+}
+
+// Segment runs method.md 5.2 to 5.6 on the device: the window of the whole volume, then
+// per batch of slices the fused preprocessing, the encoder, the decoder on every box of the
+// batch's slices and the mask post-processing into mask. It waits for the stream before
+// returning, so that its staging tables and workspace can be reused.
+func (d *DeviceStages) Segment(ctx context.Context, ds DevStream, vol DevMem, l Loaded,
+	organs []Organ, mask DevMem) error {
+	s, err := kstream(ds)
+	if err != nil {
+		return err
+	}
+	v, err := devBuf(vol)
+	if err != nil {
+		return err
+	}
+	m, err := devBuf(mask)
+	if err != nil {
+		return err
+	}
+	plan, err := segPlan(organs, l.Shape, d.EncoderBatch)
+	if err != nil {
+		return err
+	}
+	enc, dec, err := d.contexts(s)
+	if err != nil {
+		return err
+	}
+	n := l.Shape[0] * l.Shape[1] * l.Shape[2]
+	if err := s.Fill(m, 0); err != nil {
+		return err
+	}
+
+	// The window of the whole volume (min-max over it), as uint8.
+	win, err := d.buf("window", n)
+	if err != nil {
+		return err
+	}
+	scratch, err := d.buf("minmax", 8)
+	if err != nil {
+		return err
+	}
+	if err := s.SAMWindow(win, v, n, false, scratch); err != nil {
+		return err
+	}
+
+	// Staging tables in pinned memory, given back once the stream has drained.
+	pool := d.Dev.Pool()
+	var hosts []*kgpu.HostBuffer
+	defer func() {
+		if s.Sync() == nil {
+			for _, h := range hosts {
+				pool.PutHost(h)
+			}
+		}
+	}()
+	upload := func(role string, fill func(h *kgpu.HostBuffer), nb int) (*kgpu.Buffer, error) {
+		h, err := pool.Host(nb)
+		if err != nil {
+			return nil, err
+		}
+		hosts = append(hosts, h)
+		fill(h)
+		b, err := d.buf(role, nb)
+		if err != nil {
+			return nil, err
+		}
+		return b, s.CopyToDevice(b, h, nb)
+	}
+
+	elem := 4
+	if d.half {
+		elem = 2
+	}
+	for _, p := range plan {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := d.segmentBatch(s, enc, dec, win, m, l.Shape, p, elem, upload); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// segmentBatch encodes one batch of slices, decodes its boxes and scatters the masks.
+func (d *DeviceStages) segmentBatch(s *kgpu.Stream, enc, dec *trt.Context, win,
+	mask *kgpu.Buffer, shape [3]int, p segBatch, elem int,
+	upload func(string, func(*kgpu.HostBuffer), int) (*kgpu.Buffer, error)) error {
+	b := len(p.Slices)
+	images, err := d.buf("images", b*3*samS*samS*elem)
+	if err != nil {
+		return err
+	}
+	ws, err := d.buf("preprocess", kgpu.SAMPreprocessWorkspace(shape[0], shape[1]))
+	if err != nil {
+		return err
+	}
+	if err := s.SAMPreprocess(images, d.half, win, shape, p.Slices, ws); err != nil {
+		return err
+	}
+	emb, err := d.buf("embeddings", b*embBytes)
+	if err != nil {
+		return err
+	}
+	if _, err := enc.Prepare(map[string][]int64{
+		segment.InputImages: {int64(b), 3, samS, samS}}); err != nil {
+		return err
+	}
+	if err := enc.Bind(segment.InputImages, images.Ptr(), images.Bytes()); err != nil {
+		return err
+	}
+	if err := enc.Bind(segment.OutputEmbedding, emb.Ptr(), emb.Bytes()); err != nil {
+		return err
+	}
+	if err := enc.Enqueue(); err != nil {
+		return err
+	}
+
+	// Every mask of the batch: its box, label and slice tables, then the decoder in chunks
+	// of at most the engine's batch, writing into one logits buffer.
+	masks := len(p.Boxes)
+	boxes, err := upload("boxes", func(h *kgpu.HostBuffer) {
+		f := h.Float32s()
+		for i, bx := range p.Boxes {
+			copy(f[4*i:], bx[:])
+		}
+	}, 16*masks)
+	if err != nil {
+		return err
+	}
+	logits, err := d.buf("logits", masks*maskBytes)
+	if err != nil {
+		return err
+	}
+	chunk := int(d.Decoder.MaxBatch())
+	for lo := 0; lo < masks; lo += chunk {
+		hi := min(lo+chunk, masks)
+		if err := d.decode(s, dec, emb, boxes, logits, p.Of, lo, hi); err != nil {
+			return err
+		}
+	}
+	labels, err := upload("labels", func(h *kgpu.HostBuffer) {
+		copy(h.Int16s(), p.Labels)
+	}, 2*masks)
+	if err != nil {
+		return err
+	}
+	starts, err := upload("starts", func(h *kgpu.HostBuffer) {
+		copy(h.Int32s(), p.Starts)
+	}, 4*len(p.Starts))
+	if err != nil {
+		return err
+	}
+	planes, err := upload("planes", func(h *kgpu.HostBuffer) {
+		z := h.Int32s()
+		for i, k := range p.Slices {
+			z[i] = int32(k)
+		}
+	}, 4*b)
+	if err != nil {
+		return err
+	}
+	prob, err := d.buf("prob", masks*maskBytes)
+	if err != nil {
+		return err
+	}
+	return s.SAMMaskPost(kgpu.MaskPostArgs{Volume: mask, Shape: shape, Logits: logits,
+		LowRes: lowRes, Masks: masks, Labels: labels, Starts: starts, Z: planes, Slices: b,
+		Prob: prob})
+}
+
+// decode runs the decoder on masks [lo, hi) of a batch: each mask's slice embedding is
+// gathered next to the others, then one decoder call writes their logits.
+func (d *DeviceStages) decode(s *kgpu.Stream, dec *trt.Context, emb, boxes, logits *kgpu.Buffer,
+	of []int, lo, hi int) error {
+	n := hi - lo
+	rep, err := d.buf("decoder embeddings", n*embBytes)
+	if err != nil {
+		return err
+	}
+	// TODO(#6): one gather kernel (or a decoder engine taking slice indices) instead of one
+	// device copy per box; the copies are asynchronous but each is a cgo call.
+	for i := range n {
+		if err := s.CopyDevice(rep, i*embBytes, emb, of[lo+i]*embBytes, embBytes); err != nil {
+			return err
+		}
+	}
+	bv, err := boxes.View(16*lo, 16*n)
+	if err != nil {
+		return err
+	}
+	lv, err := logits.View(maskBytes*lo, maskBytes*n)
+	if err != nil {
+		return err
+	}
+	iou, err := d.buf("iou", 4*n)
+	if err != nil {
+		return err
+	}
+	if _, err := dec.Prepare(map[string][]int64{
+		segment.OutputEmbedding: {int64(n), 256, 64, 64},
+		segment.InputBoxes:      {int64(n), 4}}); err != nil {
+		return err
+	}
+	for _, b := range []struct {
+		name string
+		buf  *kgpu.Buffer
+	}{{segment.OutputEmbedding, rep}, {segment.InputBoxes, bv}, {segment.OutputMasks, lv},
+		{segment.OutputIoU, iou}} {
+		if err := dec.Bind(b.name, b.buf.Ptr(), b.buf.Bytes()); err != nil {
+			return err
+		}
+	}
+	return dec.Enqueue()
+}
+
+// Store writes the label map with the query's geometry (uint8 when every label fits).
+func (d *DeviceStages) Store(ctx context.Context, job Job, l Loaded, organs []Organ,
+	mask []byte) error {
+	meta, ok := l.Meta.(queryMeta)
+	if !ok {
+		return fmt.Errorf("gpu: store: no query header for %s", job.Query)
+	}
+	out := &volume.Volume{Data: make([]float32, len(mask)/2), Shape: meta.vol.Shape,
+		Spacing: meta.vol.Spacing, Affine: meta.vol.Affine}
+	for i := range out.Data {
+		out.Data[i] = float32(int16(binary.LittleEndian.Uint16(mask[2*i:])))
+	}
+	dt := nifti.Uint8
+	for _, o := range organs {
+		if o.Label > 255 {
+			dt = nifti.Int16
+		}
+	}
+	return nifti.Write(job.Mask, out, nifti.WriteOptions{Datatype: dt, Like: meta.hdr})
+}
+
+// Close frees the workspace and the TensorRT contexts. The streams must have drained.
+func (d *DeviceStages) Close() error {
+	var errs []error
+	for _, b := range d.ws {
+		errs = append(errs, b.Close())
+	}
+	d.ws = map[string]*kgpu.Buffer{}
+	for _, m := range []map[uintptr]*trt.Context{d.enc, d.dec} {
+		for h, c := range m {
+			errs = append(errs, c.Close())
+			delete(m, h)
+		}
+	}
+	return errors.Join(errs...)
+}
