@@ -19,6 +19,7 @@ type command struct {
 	name    string
 	summary string
 	run     func(args []string, stdout io.Writer) error
+	hidden  bool // internal (the GPU worker): left out of usage
 }
 
 // commands is filled by the init functions of the files that implement each subcommand.
@@ -63,8 +64,10 @@ func usage(w io.Writer) {
 	fmt.Fprintln(w, "usage: medlsam-fast COMMAND [flags] [args]")
 	fmt.Fprintln(w, "\ncommands:")
 	names := make([]string, 0, len(commands))
-	for n := range commands {
-		names = append(names, n)
+	for n, c := range commands {
+		if !c.hidden {
+			names = append(names, n)
+		}
 	}
 	sort.Strings(names)
 	for _, n := range names {
