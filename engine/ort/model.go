@@ -33,7 +33,8 @@ type Options struct {
 	// than when each thread takes whole samples (on the tiny MedLAM: up to 1e-5 apart between
 	// batch 1 and batch 2 on 2 threads). With it, the session runs one thread per call and
 	// Run spreads the batch over IntraOpThreads goroutines, each running whole samples; the
-	// price is that a batch of one uses one core.
+	// price is that a batch of one uses one core. A model whose inputs have no dynamic batch
+	// (such as the public SAM decoder) has nothing to be invariant to and keeps its threads.
 	BatchInvariant bool
 }
 
@@ -88,7 +89,7 @@ func Open(path string, opt Options) (*Model, error) {
 	if threads <= 0 {
 		threads = runtime.NumCPU()
 	}
-	if opt.BatchInvariant {
+	if opt.BatchInvariant && m.batched {
 		m.workers, threads = threads, 1
 	}
 	so, err := onnxruntime.NewSessionOptions()
@@ -512,6 +513,9 @@ func (m *Model) runAllocated(inputs []backend.Tensor, names []string, batch int6
 	// Teardown order as in run: native values first (deferred later, run first), then unpin.
 	var pins runtime.Pinner
 	defer pins.Unpin()
+	// TODO(#4): the session computes every output, also those not requested (the public SAM
+	// decoder's masks at orig_im_size, about 1% of its time at 512 x 512); a session per
+	// requested set of outputs would skip them.
 	ins := make([]onnxruntime.Value, len(m.inputs))
 	outs := make([]onnxruntime.Value, len(m.outputs)) // nil: ONNX Runtime allocates
 	defer func() {

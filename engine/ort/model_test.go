@@ -467,6 +467,9 @@ func TestRunOutputsSizedAtRunTime(t *testing.T) {
 				t.Fatalf("Open(%s): %v", upsampleModel, err)
 			}
 			defer m.Close()
+			if m.workers != 0 {
+				t.Errorf("no input has a dynamic batch, yet %d batch workers", m.workers)
+			}
 			testRunSized(t, m)
 		})
 	}
