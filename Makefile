@@ -9,7 +9,8 @@ CUDA_OUT := build/out/cuda
 FUZZTIME ?= 60s
 GOFLAGS_RACE ?= -race
 
-.PHONY: all setup demo test test-go test-python lint fuzz check cuda cuda-test-bins clean models
+.PHONY: all setup demo test test-go test-python lint fuzz check cuda cuda-test-bins tensorrt \
+	clean models
 
 all: $(BIN)
 
@@ -31,6 +32,8 @@ lint:
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) vet -tags tensorrt ./trt/
+	$(GO) vet -tags cuda ./kernels/gpu/ ./engine/gpu/
+	$(GO) vet -tags cuda,tensorrt ./trt/ ./engine/gpu/ ./cmd/medlsam-fast/
 
 test-go:
 	$(GO) test $(GOFLAGS_RACE) -count=1 ./...
@@ -72,6 +75,23 @@ cuda-test-bins: cuda
 		$(GO) test -tags cuda -c -o bin/gpu-tests/$$(basename $$p).test $$p || exit 1; \
 		GOEXPERIMENT=cgocheck2 $(GO) test -tags cuda -c \
 			-o bin/gpu-tests/$$(basename $$p)-cgocheck2.test $$p || exit 1; done
+
+# tensorrt builds the TensorRT shim with the kernels (CMake finds TensorRT under
+# TENSORRT_ROOT), then bin/medlsam-fast-trt with both (tags cuda,tensorrt), linking
+# libnvinfer from $(TENSORRT_ROOT)/lib. It needs TensorRT 10 or 11 and nvcc.
+TENSORRT_ROOT ?=
+tensorrt:
+	@if [ -z "$(TENSORRT_ROOT)" ]; then \
+		echo "tensorrt: set TENSORRT_ROOT to the TensorRT install prefix (the directory with"; \
+		echo "  include/NvInfer.h and lib/libnvinfer.so), e.g. make tensorrt TENSORRT_ROOT=/opt/tensorrt"; \
+		exit 2; fi
+	cmake -S . -B $(CUDA_OUT) -DCMAKE_BUILD_TYPE=Release -DTENSORRT_ROOT=$(TENSORRT_ROOT)
+	cmake --build $(CUDA_OUT) -j2
+	@test -f $(CUDA_OUT)/libmedlsam_trt.a || { \
+		echo "tensorrt: CMake built no libmedlsam_trt.a: TensorRT or nvcc not found (see above)"; \
+		exit 1; }
+	CGO_LDFLAGS="-L$(TENSORRT_ROOT)/lib $${CGO_LDFLAGS:-}" $(GO) build -tags cuda,tensorrt \
+		-trimpath -o bin/medlsam-fast-trt ./cmd/medlsam-fast
 
 models: models-medlam models-sam
 
