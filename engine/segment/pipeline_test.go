@@ -14,6 +14,7 @@ import (
 	"github.com/medlsam-fast/medlsam-fast/engine/localize"
 	"github.com/medlsam-fast/medlsam-fast/engine/nifti"
 	"github.com/medlsam-fast/medlsam-fast/engine/ort"
+	"github.com/medlsam-fast/medlsam-fast/engine/volume"
 )
 
 var (
@@ -173,4 +174,52 @@ func TestLayoutsAgree(t *testing.T) {
 			iouA, iouB)
 	}
 	t.Logf("worst relative logit difference %g, IoU %v vs %v", worst, iouA, iouB)
+}
+
+// TestSegmentLayoutsAgree segments the same query and boxes through Segment with each tiny
+// decoder layout: the label maps must agree (the two decoders share their weights), and
+// the report must count one decoder call per slice for ours, one per box for the public one.
+func TestSegmentLayoutsAgree(t *testing.T) {
+	enc := openTiny(t, "sam_tiny-encoder.onnx")
+	v, err := volume.New([3]int{64, 56, 3}, [3]float64{1.5, 1.5, 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range v.Data {
+		x, y := i%64, (i/64)%56
+		v.Data[i] = float32(300*math.Sin(0.2*float64(x))*math.Cos(0.15*float64(y))) + 100
+	}
+	organs := []Organ{
+		{Label: 3, Box: eval.Box{Min: [3]int{5, 6, 0}, Max: [3]int{40, 30, 2}}},
+		{Label: 8, Box: eval.Box{Min: [3]int{20, 15, 1}, Max: [3]int{60, 50, 2}}},
+	}
+	var maps [2]*Result
+	for n, name := range []string{"sam_tiny-decoder.onnx", "sam_tiny-decoder-public.onnx"} {
+		dec := openTiny(t, name)
+		maps[n], err = Segment(context.Background(), Models{Encoder: enc, Decoder: dec}, v,
+			"q", organs, Config{Logger: quiet})
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+	}
+	ours, pub := maps[0].Report, maps[1].Report
+	if ours.Layout != LayoutBoxes || pub.Layout != LayoutPublic || ours.DecoderCalls != 3 ||
+		pub.DecoderCalls != 5 || ours.BoxesDecoded != 5 || pub.BoxesDecoded != 5 {
+		t.Errorf("reports: %s %d calls %d boxes; %s %d calls %d boxes", ours.Layout,
+			ours.DecoderCalls, ours.BoxesDecoded, pub.Layout, pub.DecoderCalls, pub.BoxesDecoded)
+	}
+	differ, labelled := 0, 0
+	for i, l := range maps[0].Labels.Data {
+		if l != maps[1].Labels.Data[i] {
+			differ++
+		}
+		if l != 0 {
+			labelled++
+		}
+	}
+	if differ > len(v.Data)/1000 || labelled == 0 {
+		t.Errorf("%d of %d voxels differ between the layouts; %d labelled", differ, len(v.Data),
+			labelled)
+	}
+	t.Logf("%d voxels differ, %d labelled of %d", differ, labelled, len(v.Data))
 }
