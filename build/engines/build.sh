@@ -105,7 +105,10 @@ for onnx in "$MODELS"/*.onnx; do
     profs+=(--profile "$s")
   done
   echo "build.sh: $model: $onnx -> $plan"
-  "$TRTEXEC" --onnx="$src" --saveEngine="$plan" --stronglyTyped \
+  # fp32 engines are the accuracy reference (build/engines/compare.py): no TF32 either.
+  exact=()
+  [ "$PRECISION" = fp32 ] && exact=(--noTF32)
+  "$TRTEXEC" --onnx="$src" --saveEngine="$plan" --stronglyTyped "${exact[@]}" \
     --minShapes="$mins" --optShapes="$opts" --maxShapes="$maxs" \
     --memPoolSize=workspace:4096 --skipInference >"$plan.log" 2>&1 ||
     { echo "build.sh: trtexec failed for $model; see $plan.log" >&2; exit 1; }
