@@ -55,7 +55,7 @@ fuzz:
 check: test fuzz
 	@if command -v nvcc >/dev/null 2>&1; then \
 		$(MAKE) cuda cuda-test-bins && $(GO) vet -tags cuda ./kernels/gpu/ && \
-		./bin/gpu-tests/gpu.test -test.count=1; \
+		./bin/gpu-tests/kernels-gpu.test -test.count=1; \
 	else echo "check: CUDA build skipped: nvcc not found (bash build/setup.sh --cuda)"; fi
 
 # cuda builds the static kernel library with CMake (kernels/cuda/*.cu), then the
@@ -66,15 +66,20 @@ cuda:
 	$(GO) build -tags cuda -trimpath -o bin/medlsam-fast-cuda ./cmd/medlsam-fast
 
 # cuda-test-bins compiles and links the GPU test binaries, to carry to a GPU machine without
-# Go (bash build/gpu-check.sh runs them): gpu.test, and gpu-cgocheck2.test built with
-# GOEXPERIMENT=cgocheck2, which checks every pointer that crosses into C at run time.
-GPU_TEST_PKGS := ./kernels/gpu
+# Go (bash build/gpu-check.sh runs them): one per package, named after its path
+# (kernels-gpu.test, engine-gpu.test), and one built with GOEXPERIMENT=cgocheck2
+# (kernels-gpu-cgocheck2.test ...), which checks every pointer that crosses into C at run time.
+# The old binaries are removed first: go's staleness check ignores the CMake library, and an
+# existing binary with the same build ID would be kept even after the kernels changed.
+GPU_TEST_PKGS := ./kernels/gpu ./engine/gpu
 cuda-test-bins: cuda
 	mkdir -p bin/gpu-tests
 	for p in $(GPU_TEST_PKGS); do \
-		$(GO) test -tags cuda -c -o bin/gpu-tests/$$(basename $$p).test $$p || exit 1; \
+		n=$$(echo $$p | sed 's|^\./||; s|/|-|g'); \
+		rm -f bin/gpu-tests/$$n.test bin/gpu-tests/$$n-cgocheck2.test; \
+		$(GO) test -tags cuda -c -o bin/gpu-tests/$$n.test $$p || exit 1; \
 		GOEXPERIMENT=cgocheck2 $(GO) test -tags cuda -c \
-			-o bin/gpu-tests/$$(basename $$p)-cgocheck2.test $$p || exit 1; done
+			-o bin/gpu-tests/$$n-cgocheck2.test $$p || exit 1; done
 
 # tensorrt builds the TensorRT shim with the kernels (CMake finds TensorRT under
 # TENSORRT_ROOT), then bin/medlsam-fast-trt with both (tags cuda,tensorrt), linking

@@ -25,7 +25,8 @@ typedef struct {
 int mlk_device_count(int *n, mlk_status *st);
 int mlk_device_info_get(int dev, mlk_device_info *out, mlk_status *st);
 // mlk_runtime_version stores in *v the version of the CUDA runtime linked in (e.g. 11080 for
-// 11.8), without touching a device: it works on machines without a GPU.
+// 11.8): CUDART_VERSION of the headers it was compiled with, the runtime linked statically.
+// It touches no device, so it works on machines without a GPU.
 int mlk_runtime_version(int *v, mlk_status *st);
 
 // Device memory: cudaMalloc and cudaFree. mlk_device_free of 0 does nothing.
