@@ -179,7 +179,8 @@ func (sc *Scheduler) Run(ctx context.Context, jobs []Job) ([]Result, error) {
 
 // runJob runs one job on lane l: load, copy in, wait for the turn (my), compute, pass the
 // turn (next), store. The turn is passed on every path, so one failed job does not stall
-// the batch.
+// the batch, and only after it came: a job failing before its compute must not let the
+// next job compute beside the previous one.
 func (sc *Scheduler) runJob(ctx context.Context, l *lane, job Job, my,
 	next chan struct{}) Result {
 	res := Result{Job: job}
@@ -187,6 +188,7 @@ func (sc *Scheduler) runJob(ctx context.Context, l *lane, job Job, my,
 	pass := func() {
 		if !passed {
 			passed = true
+			<-my // every job before this one passes the turn on every path: no deadlock
 			close(next)
 		}
 	}

@@ -435,6 +435,20 @@ func TestSchedulerErrors(t *testing.T) {
 		t.Errorf("job 1 error %q does not name the file and the stage", res[1].Err)
 	}
 
+	// On three lanes a job that fails to load must still wait for its turn before passing
+	// it on: job 2 may not compute beside job 0 (whose compute waits for job 1's copy,
+	// which never comes, so it is slow).
+	g = newFakeGPU()
+	st = newFakeStages(g, 3, 50*time.Millisecond)
+	st.failLoad[1] = true
+	if _, err := (&Scheduler{GPU: g, Stages: st, Lanes: 3}).Run(context.Background(),
+		fakeJobs(3)); err != nil {
+		t.Fatal(err)
+	}
+	if st.maxAct != 1 {
+		t.Errorf("after a failed load, %d jobs computed at once, want 1", st.maxAct)
+	}
+
 	g = newFakeGPU()
 	g.failOn["alloc"] = true
 	res, err = (&Scheduler{GPU: g, Stages: newFakeStages(g, 2, time.Millisecond)}).Run(
