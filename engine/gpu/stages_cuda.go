@@ -159,8 +159,9 @@ func readOrgans(path string) ([]Organ, error) {
 	return organs, nil
 }
 
-// buf returns the workspace buffer of role, at least n bytes. Growing frees the old one:
-// the stream of the previous user has drained (the scheduler's turn), so no work uses it.
+// buf returns the workspace buffer of role, at least n bytes. Growing frees the old one,
+// which is safe even with work of this volume still enqueued on it: cudaFree waits for the
+// device (Buffer.Close), at the cost of a stall when a later batch needs more room.
 func (d *DeviceStages) buf(role string, n int) (*kgpu.Buffer, error) {
 	if b := d.ws[role]; b != nil && b.Len() >= n {
 		return b, nil
