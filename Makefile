@@ -7,7 +7,6 @@ PYTHON   ?= /usr/bin/python3
 BIN      := bin/medlsam-fast
 CUDA_OUT := build/out/cuda
 FUZZTIME ?= 60s
-GOFLAGS_RACE ?= -race
 
 .PHONY: all setup demo test test-go test-python lint fuzz check cuda cuda-test-bins tensorrt \
 	clean models
@@ -32,19 +31,20 @@ lint:
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) vet -tags tensorrt ./trt/
-	$(GO) vet -tags cuda ./kernels/gpu/ ./engine/gpu/
-	$(GO) vet -tags cuda,tensorrt ./trt/ ./engine/gpu/ ./cmd/medlsam-fast/
 
+# test-go runs every Go test, then the fast ones (-short) again under the race detector: the
+# long end-to-end tests on real CT would take tens of minutes under -race on two cores.
 test-go:
-	$(GO) test $(GOFLAGS_RACE) -count=1 ./...
+	$(GO) test -count=1 -timeout 30m ./...
+	$(GO) test -race -short -count=1 -timeout 30m ./...
 
 test-python:
 	@if $(PYTHON) -c 'import torch, onnx' 2>/dev/null; then \
 		$(PYTHON) -m pytest -q models; \
 	else echo "test-python: skipped: $(PYTHON) lacks torch/onnx (run: bash build/setup.sh --test)"; fi
 
-# test is the README's test command: formatting, vet, Go tests with the race detector, and the
-# model exporters' tests.
+# test is the README's test command: formatting, vet, the Go tests (and the fast ones again
+# with the race detector), and the model exporters' tests.
 test: lint test-go test-python
 
 fuzz:
@@ -54,7 +54,9 @@ fuzz:
 # nvcc is present.
 check: test fuzz
 	@if command -v nvcc >/dev/null 2>&1; then \
-		$(MAKE) cuda cuda-test-bins && $(GO) vet -tags cuda ./kernels/gpu/ && \
+		$(MAKE) cuda cuda-test-bins && \
+		$(GO) vet -tags cuda ./kernels/gpu/ ./engine/gpu/ && \
+		$(GO) vet -tags cuda,tensorrt ./trt/ ./engine/gpu/ ./cmd/medlsam-fast/ && \
 		./bin/gpu-tests/kernels-gpu.test -test.count=1; \
 	else echo "check: CUDA build skipped: nvcc not found (bash build/setup.sh --cuda)"; fi
 
