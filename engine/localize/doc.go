@@ -66,7 +66,17 @@
 // is about 1.6x slower per patch than torch 1.13 on 2 threads, so template building and the
 // refinement network miss issue 3's 3x target.
 //
-// TODO(#3): make the full forward pass at least 3x faster than torch on the CPU (ONNX Runtime
-// session settings, graph optimisation level, or fusing the decoder's first layers), or
-// accept the GPU backend as that stage's answer.
+// Why 3x is out of reach for those two stages on this CPU at fp32 (measured with
+// build/bench/medlam_network_compare.py and a standalone FMA loop): the fp32 FMA peak is
+// about 87 GMAC/s per core, so one 212 GMAC patch needs at least 2.4 CPU-seconds, while
+// torch's oneDNN already reaches about 50 % of peak (4.7-4.8 CPU-seconds per patch): the
+// ceiling for the same work is about 2x. ONNX Runtime reaches 43-50 % (Conv is 88 % of its
+// time; no session setting moved it beyond noise), bf16 autocast is slower here and moves
+// the features by up to 0.09 after L2 normalisation, ONNX Runtime 1.30 has no x86 fp16 Conv,
+// and the decoder's two 64^3 convolutions (77 % of the work) feed the full feature2 map that
+// the argmax needs, so no work can be skipped.
+//
+// TODO(#3): an avx512_fp16 direct 3D convolution in package kernels (about 2x the fp32 peak)
+// is the one CPU route left to 3x; it needs its accuracy measured against the fp32
+// features first. On a GPU these stages run as TensorRT engines (issue 6).
 package localize
