@@ -12,6 +12,7 @@ import (
 	"sync"
 
 	"github.com/medlsam-fast/medlsam-fast/engine/backend"
+	"github.com/medlsam-fast/medlsam-fast/engine/gpu"
 	"github.com/medlsam-fast/medlsam-fast/engine/localize"
 	"github.com/medlsam-fast/medlsam-fast/engine/nifti"
 	"github.com/medlsam-fast/medlsam-fast/engine/ort"
@@ -35,9 +36,16 @@ type Opener func(path string, man *backend.Manifest) (backend.Model, error)
 // Options configures Open. The zero value opens "medlam" (or the one MedLAM model of the
 // directory) on the CPU backend with the method's defaults.
 type Options struct {
-	// Backend names a built-in backend; "" and CPU mean ONNX Runtime on the CPU. Ignored
-	// when Open is set.
+	// Backend chooses the backend: "" and CPU ("cpu") mean ONNX Runtime on the CPU; "auto"
+	// means TensorRT engines on the GPU when engine/gpu.Select finds a GPU, a TensorRT
+	// build and engines in Engines that match them, else the CPU backend (the reason is
+	// logged); "gpu" means TensorRT or an error saying why not. Ignored when Open is set.
 	Backend string
+	// Engines is the directory of TensorRT engine plans for the "auto" and "gpu" backends.
+	Engines string
+	// GPUEnv, when set, replaces engine/gpu.DefaultEnv as what the backend choice looks at
+	// (its Engines, Models and Optional fields are set by Open): the hook for tests.
+	GPUEnv *gpu.Env
 	// Open, when set, opens the model files instead of a built-in backend: the hook for
 	// backends built elsewhere (TensorRT engines) and for tests.
 	Open Opener
@@ -58,42 +66,41 @@ type Options struct {
 // called from several goroutines; they run one at a time (open several Engines to run in
 // parallel). Whoever calls Open must call Close.
 type Engine struct {
-	mu     sync.Mutex
-	net    localize.Network
-	models []backend.Model
-	cfg    localize.Config
-	closed bool
+	mu      sync.Mutex
+	net     localize.Network
+	models  []backend.Model
+	cfg     localize.Config
+	closed  bool
+	backend string
+	release func() error // frees what the backend shares between models (the GPU)
 }
 
 // Open finds the MedLAM models in modelsDir (see Options.ModelName), checks them against
 // their manifests and opens them on the chosen backend.
 func Open(modelsDir string, opt Options) (*Engine, error) {
-	open := opt.Open
-	if open == nil {
-		switch opt.Backend {
-		case "", CPU:
-			o := ort.Options{LibraryPath: opt.ORTLibrary, IntraOpThreads: opt.Threads,
-				BatchInvariant: true}
-			open = func(path string, _ *backend.Manifest) (backend.Model, error) {
-				return ort.Open(path, o)
-			}
-		default:
-			return nil, fmt.Errorf("%w: engine: backend %q is not built in (built in: %q; "+
-				"others plug in through Options.Open)", backend.ErrUnavailable, opt.Backend, CPU)
-		}
-	}
-	name, err := findModel(modelsDir, opt.ModelName)
-	if err != nil {
-		return nil, err
-	}
 	cfg := opt.Localize
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	e := &Engine{cfg: cfg}
+	e := &Engine{cfg: cfg, backend: CPU}
+	open := opt.Open
+	if open == nil {
+		var err error
+		if open, err = e.chooseBackend(opt); err != nil {
+			return nil, err
+		}
+	} else {
+		e.backend = "custom"
+	}
+	name, err := findModel(modelsDir, opt.ModelName)
+	if err != nil {
+		e.Close()
+		return nil, err
+	}
 	fullPath := filepath.Join(modelsDir, name+".onnx")
 	full, man, err := openChecked(open, fullPath, modelFull)
 	if err != nil {
+		e.Close()
 		return nil, err
 	}
 	e.models = append(e.models, full)
@@ -113,6 +120,61 @@ func Open(modelsDir string, opt Options) (*Engine, error) {
 	}
 	return e, nil
 }
+
+// chooseBackend returns the opener of the backend opt asks for (see Options.Backend),
+// recording the backend and what it shares on e.
+func (e *Engine) chooseBackend(opt Options) (Opener, error) {
+	cpu := func() Opener {
+		return cpuOpener(ort.Options{LibraryPath: opt.ORTLibrary, IntraOpThreads: opt.Threads,
+			BatchInvariant: true})
+	}
+	var mode gpu.Mode
+	switch strings.ToLower(opt.Backend) {
+	case "", CPU:
+		return cpu(), nil
+	case string(gpu.ModeAuto):
+		mode = gpu.ModeAuto
+	case string(gpu.ModeGPU):
+		mode = gpu.ModeGPU
+	default:
+		return nil, fmt.Errorf("%w: engine: backend %q: want auto, gpu or %s",
+			backend.ErrUnavailable, opt.Backend, CPU)
+	}
+	env := gpu.DefaultEnv(opt.Engines, nil)
+	if opt.GPUEnv != nil {
+		env = *opt.GPUEnv
+	}
+	env.Engines, env.Models, env.Optional = opt.Engines, gpu.LocalizeModels,
+		gpu.LocalizeOptional
+	c, err := gpu.Select(mode, env, e.cfg.Logger)
+	if err != nil {
+		return nil, fmt.Errorf("engine: %w", err)
+	}
+	if c.Backend != gpu.TensorRT {
+		return cpu(), nil
+	}
+	open, release, err := gpu.OpenEngineModels(c)
+	if err != nil {
+		if mode == gpu.ModeGPU {
+			return nil, fmt.Errorf("engine: %w: %w", gpu.ErrGPURequested, err)
+		}
+		e.cfg.Logger.Info("gpu backend not used; running on the CPU", "reason", err.Error())
+		return cpu(), nil
+	}
+	e.backend, e.release = string(gpu.TensorRT), release
+	return Opener(open), nil
+}
+
+// cpuOpener opens models on ONNX Runtime with o; tests replace it.
+var cpuOpener = func(o ort.Options) Opener {
+	return func(path string, _ *backend.Manifest) (backend.Model, error) {
+		return ort.Open(path, o)
+	}
+}
+
+// Backend names the backend the models run on: "cpu" (ONNX Runtime), "tensorrt", or
+// "custom" (Options.Open).
+func (e *Engine) Backend() string { return e.backend }
 
 // findModel returns the base name of the MedLAM model to open in dir.
 func findModel(dir, name string) (string, error) {
@@ -180,6 +242,9 @@ func (e *Engine) Close() error {
 	for i := len(e.models) - 1; i >= 0; i-- {
 		errs = append(errs, e.models[i].Close())
 	}
+	if e.release != nil {
+		errs = append(errs, e.release())
+	}
 	return errors.Join(errs...)
 }
 
@@ -208,11 +273,11 @@ func (e *Engine) BuildTemplates(ctx context.Context, templates []TemplateInput,
 	organs []localize.Organ) (*localize.TemplateSet, error) {
 	var tpl []localize.Template
 	for i, t := range templates {
-		img, err := prepared(t.Image, t.ImagePath, localize.Image)
+		img, err := prepared(e.cfg.Kernels, t.Image, t.ImagePath, localize.Image)
 		if err != nil {
 			return nil, fmt.Errorf("engine: template %d: %w", i, err)
 		}
-		lab, err := prepared(t.Labels, t.LabelsPath, localize.Labels)
+		lab, err := prepared(e.cfg.Kernels, t.Labels, t.LabelsPath, localize.Labels)
 		if err != nil {
 			return nil, fmt.Errorf("engine: template %d: %w", i, err)
 		}
@@ -235,7 +300,7 @@ func (e *Engine) BuildTemplatesFromPoints(ctx context.Context, pointsFile string
 	}
 	var tpl []localize.Template
 	for i := range tp.Templates {
-		img, err := prepared(nil, tp.ImagePath(i), localize.Image)
+		img, err := prepared(e.cfg.Kernels, nil, tp.ImagePath(i), localize.Image)
 		if err != nil {
 			return nil, fmt.Errorf("engine: %s: %w", pointsFile, err)
 		}
@@ -276,7 +341,7 @@ func (e *Engine) Localize(ctx context.Context, ts *localize.TemplateSet,
 // and in errors. With v nil, source is read as a NIfTI file.
 func (e *Engine) LocalizeVolume(ctx context.Context, ts *localize.TemplateSet,
 	v *volume.Volume, source string) (*localize.Result, error) {
-	q, err := prepared(v, source, localize.Image)
+	q, err := prepared(e.cfg.Kernels, v, source, localize.Image)
 	if err != nil {
 		return nil, fmt.Errorf("engine: query: %w", err)
 	}
@@ -289,8 +354,10 @@ func (e *Engine) LocalizeVolume(ctx context.Context, ts *localize.TemplateSet,
 	return res, err
 }
 
-// prepared returns v (or the NIfTI file at path when v is nil) prepared for the network.
-func prepared(v *volume.Volume, path string, kind localize.Kind) (*localize.Grid, error) {
+// prepared returns v (or the NIfTI file at path when v is nil) prepared for the network
+// with kernels k (the CPU's when nil).
+func prepared(k localize.Kernels, v *volume.Volume, path string,
+	kind localize.Kind) (*localize.Grid, error) {
 	if v == nil {
 		if path == "" {
 			return nil, fmt.Errorf("no volume and no file given")
@@ -301,5 +368,5 @@ func prepared(v *volume.Volume, path string, kind localize.Kind) (*localize.Grid
 		}
 		v = f.Volume
 	}
-	return localize.Prepare(v, path, kind)
+	return localize.PrepareWith(k, v, path, kind)
 }

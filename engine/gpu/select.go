@@ -54,6 +54,9 @@ type Env struct {
 	// field) the run needs, e.g. "medlam", "sam-encoder", "sam-decoder".
 	Engines string
 	Models  []string
+	// Optional are models the run uses when a matching engine is present (Choice.Engines
+	// then maps them); their absence is no reason to fall back.
+	Optional []string
 	// Scan checks the engines in a directory against a machine (trt.ScanEngines).
 	Scan func(dir string, mach trt.Machine) ([]trt.EngineStatus, error)
 }
@@ -171,6 +174,14 @@ func tryGPU(env Env) (Choice, string) {
 	}
 	if len(problems) > 0 {
 		return Choice{}, strings.Join(problems, "; ")
+	}
+	for _, model := range env.Optional {
+		for _, st := range found {
+			if st.Err == nil && st.Manifest != nil && st.Manifest.Model == model {
+				c.Engines[model] = st.Plan
+				break
+			}
+		}
 	}
 	c.EncoderBatch = EncoderBatch(dev.MemoryFree, EncoderFixedBytes, EncoderBytesPerImage,
 		HeadroomBytes, 32)

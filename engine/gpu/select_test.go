@@ -175,3 +175,31 @@ func TestParseMode(t *testing.T) {
 		}
 	}
 }
+
+// TestSelectOptional checks Env.Optional: a matching optional engine is chosen, a missing or
+// mismatched one is no reason to fall back.
+func TestSelectOptional(t *testing.T) {
+	tests := []struct {
+		name    string
+		scanned []string
+		bad     map[string]bool
+		want    bool // the optional engine is in the choice
+	}{
+		{"present", []string{"medlam", "medlam-encoder"}, nil, true},
+		{"absent", []string{"medlam"}, nil, false},
+		{"mismatched", []string{"medlam", "medlam-encoder"},
+			map[string]bool{"medlam-encoder": true}, false},
+	}
+	for _, tc := range tests {
+		env := goodEnv()
+		env.Models, env.Optional = []string{"medlam"}, []string{"medlam-encoder"}
+		env.Scan = fakeScan(tc.scanned, tc.bad)
+		c, err := Select(ModeGPU, env, slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if _, ok := c.Engines["medlam-encoder"]; ok != tc.want || c.Engines["medlam"] == "" {
+			t.Errorf("%s: engines %v, want the optional one: %v", tc.name, c.Engines, tc.want)
+		}
+	}
+}

@@ -121,7 +121,7 @@ func BenchmarkStageSimilarity(b *testing.B) {
 		}
 		outs = append(outs, f)
 	}
-	search, err := newSearch(ts)
+	search, err := newSearch(nil, ts)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -98,7 +98,7 @@ func TestSimilarityParityTorch(t *testing.T) {
 			sub.Kernels[s] = append(sub.Kernels[s], ts.Kernels[s][pc.point*kv:(pc.point+1)*kv]...)
 		}
 	}
-	search, err := newSearch(sub)
+	search, err := newSearch(nil, sub)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -31,7 +31,15 @@ const (
 // This resamples trilinearly where the reference uses a cubic spline (scipy's zoom, order 3,
 // corner-aligned grid) and labels by nearest neighbour where it uses one-hot trilinear
 // argmax; the box is mapped back with the same ratio, so boxes stay on the query's grid.
+// Prepare runs the CPU kernels; PrepareWith takes others.
 func Prepare(v *volume.Volume, source string, kind Kind) (*Grid, error) {
+	return PrepareWith(nil, v, source, kind)
+}
+
+// PrepareWith is Prepare with the resampling and the normalisation run by k (CPUKernels
+// when nil).
+func PrepareWith(k Kernels, v *volume.Volume, source string, kind Kind) (*Grid, error) {
+	k = kernelsOr(k)
 	if err := v.Validate(); err != nil {
 		return nil, fmt.Errorf("localize: %s: %w", source, err)
 	}
@@ -48,13 +56,13 @@ func Prepare(v *volume.Volume, source string, kind Kind) (*Grid, error) {
 	if same {
 		g.ratio = [3]float64{1, 1, 1}
 		g.Vol = las
-	} else if g.Vol, err = resample(las, g.ratio, kind); err != nil {
+	} else if g.Vol, err = resampleWith(k, las, g.ratio, kind); err != nil {
 		return nil, fmt.Errorf("localize: %s: %w", source, err)
 	}
 	switch kind {
 	case Image:
 		if kernels.LooksLikeHU(g.Vol.Data) {
-			if err := kernels.NormalizeHU(g.Vol.Data, g.Vol.Data); err != nil {
+			if err := k.NormalizeHU(g.Vol.Data, g.Vol.Data); err != nil {
 				return nil, fmt.Errorf("localize: %s: %w", source, err)
 			}
 		}
@@ -67,21 +75,4 @@ func Prepare(v *volume.Volume, source string, kind Kind) (*Grid, error) {
 		}
 	}
 	return g, nil
-}
-
-// resample brings las to 3 mm (volume's Resample: the kernels' grid convention, affine
-// A*diag(r)), refusing grids above maxGridVoxels.
-func resample(las *volume.Volume, r [3]float64, kind Kind) (*volume.Volume, error) {
-	shape, err := kernels.ResampleShape(las.Shape, r)
-	if err != nil {
-		return nil, err
-	}
-	if n, err := volume.NumVoxels(shape); err != nil || n > maxGridVoxels {
-		return nil, fmt.Errorf("3 mm grid %v has more than %d voxels", shape, maxGridVoxels)
-	}
-	mode := volume.Linear
-	if kind == Labels {
-		mode = volume.Nearest
-	}
-	return las.Resample([3]float64{Spacing, Spacing, Spacing}, mode)
 }

@@ -149,10 +149,11 @@ func initialPoints(ts *TemplateSet, q *Grid, res *Points) {
 // and moves the point by the similarity search's offset.
 func refine(ctx context.Context, net *Network, ts *TemplateSet, q *Grid, cfg Config,
 	res *Points) error {
-	search, err := newSearch(ts)
+	search, err := newSearch(cfg.Kernels, ts)
 	if err != nil {
 		return err
 	}
+	defer search.Close()
 	S := paddedDims(q)
 	n := len(res.Initial)
 	res.Clamped = make([][3]int, n)

@@ -7,15 +7,16 @@ import (
 	"github.com/medlsam-fast/medlsam-fast/kernels"
 )
 
-// newSearch returns the multi-scale similarity search for the template set's kernel shapes.
-func newSearch(ts *TemplateSet) (*kernels.SimilaritySearch, error) {
+// newSearch returns the multi-scale similarity search for the template set's kernel shapes,
+// made by k (CPUKernels when nil). The caller closes it.
+func newSearch(k Kernels, ts *TemplateSet) (Searcher, error) {
 	scales := make([]kernels.SimilarityScale, 3)
 	for s := 0; s < 3; s++ {
 		k := ts.Edges[s]
 		scales[s] = kernels.SimilarityScale{Size: k * Patch / 8, Kernel: k,
 			Channels: ts.Channels[s]}
 	}
-	search, err := kernels.NewSimilaritySearch(scales, Patch)
+	search, err := kernelsOr(k).NewSimilaritySearch(scales, Patch)
 	if err != nil {
 		return nil, fmt.Errorf("localize: %w", err)
 	}
@@ -25,7 +26,7 @@ func newSearch(ts *TemplateSet) (*kernels.SimilaritySearch, error) {
 // searchOffsets runs the similarity search for the batch of points that starts at point
 // first, whose feature maps are outs (feature0..2 of the full network), and returns each
 // point's offset (argmax - 32 + 1, z, y, x).
-func searchOffsets(search *kernels.SimilaritySearch, ts *TemplateSet, first int,
+func searchOffsets(search Searcher, ts *TemplateSet, first int,
 	outs []backend.Tensor) ([][3]int, error) {
 	b := int(outs[0].Shape[0])
 	feats := make([][]float32, 3)

@@ -26,6 +26,9 @@ type Config struct {
 	CoarseCrops int
 	// Logger receives progress; nil means slog.Default().
 	Logger *slog.Logger
+	// Kernels runs the similarity search (and, through PrepareWith, the resampling and
+	// normalisation); nil means CPUKernels. Results agree within the kernels' tolerances.
+	Kernels Kernels
 }
 
 // Defaults of Config.

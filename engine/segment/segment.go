@@ -92,6 +92,9 @@ type Config struct {
 	BatchSize int
 	// Logger receives progress; nil means slog.Default().
 	Logger *slog.Logger
+	// Kernels runs the window, the slice preprocessing and the mask post-processing; nil
+	// means CPUKernels.
+	Kernels Kernels
 }
 
 // DefaultBatchSize is Config.BatchSize's default.
@@ -257,13 +260,13 @@ func Segment(ctx context.Context, m Models, v *volume.Volume, source string, org
 		return nil, fmt.Errorf("%w (query %s)", err, source)
 	}
 	nx, ny := v.Shape[0], v.Shape[1]
-	plane := nx * ny
 	rep := Report{Query: source, Shape: v.Shape, Spacing: v.Spacing, Layout: layout,
 		Batch: cfg.BatchSize, SlicesEncoded: len(ks)}
 
 	t0 := time.Now()
 	win := make([]uint8, len(v.Data))
-	if err := kernels.SAMWindow(win, v.Data); err != nil {
+	kern := kernelsOr(cfg.Kernels)
+	if err := kern.SAMWindow(win, v.Data); err != nil {
 		return nil, fmt.Errorf("segment: %s: %w", source, err)
 	}
 	rep.Times.Window = ms(time.Since(t0))
@@ -284,7 +287,7 @@ func Segment(ctx context.Context, m Models, v *volume.Volume, source string, org
 			images = make([]float32, n)
 		}
 		images = images[:n]
-		if err := kernels.SAMPreprocess(images, win, v.Shape, batch); err != nil {
+		if err := kern.SAMPreprocess(images, win, v.Shape, batch); err != nil {
 			return nil, fmt.Errorf("segment: %s: %w", source, err)
 		}
 		t2 := time.Now()
@@ -303,6 +306,20 @@ func Segment(ctx context.Context, m Models, v *volume.Volume, source string, org
 		rep.EncoderBatches++
 		rep.Times.Preprocess += ms(t2.Sub(t1))
 		rep.Times.Encoder += ms(time.Since(t2))
+		// The batch's masks are post-processed together: one kernel call per batch (and
+		// per low-resolution size, which a decoder keeps fixed).
+		var post []MaskSlice
+		postRes := 0
+		flush := func() error {
+			if len(post) == 0 {
+				return nil
+			}
+			t := time.Now()
+			err := kern.SAMMaskPostSlices(labels, v.Shape, postRes, post)
+			rep.Times.Post += ms(time.Since(t))
+			post = post[:0]
+			return err
+		}
 		for b, k := range batch {
 			boxes := byK[k]
 			t3 := time.Now()
@@ -313,18 +330,23 @@ func Segment(ctx context.Context, m Models, v *volume.Volume, source string, org
 			}
 			rep.DecoderCalls += calls
 			rep.BoxesDecoded += len(boxes)
-			t4 := time.Now()
+			rep.Times.Decoder += ms(time.Since(t3))
 			lab := make([]int16, len(boxes))
 			for i, sb := range boxes {
 				lab[i] = int16(organs[sb.organ].Label)
 				iouSum[sb.organ] += float64(ious[i])
 			}
-			if err := kernels.SAMMaskPost(labels[k*plane:(k+1)*plane], ny, nx, logits, lowRes,
-				lab); err != nil {
-				return nil, fmt.Errorf("segment: %s: slice %d: %w", source, k, err)
+			if lowRes != postRes {
+				if err := flush(); err != nil {
+					return nil, fmt.Errorf("segment: %s: slices before %d: %w", source, k, err)
+				}
+				postRes = lowRes
 			}
-			rep.Times.Decoder += ms(t4.Sub(t3))
-			rep.Times.Post += ms(time.Since(t4))
+			post = append(post, MaskSlice{Z: k, Logits: logits, Labels: lab})
+		}
+		if err := flush(); err != nil {
+			return nil, fmt.Errorf("segment: %s: slices %d to %d: %w", source, batch[0],
+				batch[len(batch)-1], err)
 		}
 		cfg.Logger.Debug("segment batch", "query", source, "slices", len(batch),
 			"done", lo+len(batch), "of", len(ks))
