@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/medlsam-fast/medlsam-fast/engine"
+	"github.com/medlsam-fast/medlsam-fast/engine/gpu"
 	"github.com/medlsam-fast/medlsam-fast/engine/localize"
 	"github.com/medlsam-fast/medlsam-fast/engine/nifti"
 )
@@ -44,6 +45,63 @@ type localizeFlags struct {
 	mode          string
 	sliceInterval int
 	out           string
+	gpu           gpuFlags
+}
+
+// gpuFlags are the device options of localize and segment.
+type gpuFlags struct {
+	kernels string
+	backend string
+	engines string
+}
+
+// add registers the flags on fs.
+func (g *gpuFlags) add(fs *pflag.FlagSet) {
+	fs.StringVar(&g.kernels, "kernels", "auto", "where the resampling, normalisation, "+
+		"similarity search and SAM pre/post-processing run: auto (the GPU when this build "+
+		"has CUDA and a device is present, else the CPU; the choice is logged), gpu (or "+
+		"fail saying why), cpu")
+	fs.StringVar(&g.backend, "backend", "auto", "where the networks run: auto (TensorRT "+
+		"engines from --engines when this build has TensorRT and CUDA, a GPU is present and "+
+		"the engines match it, else ONNX Runtime on the CPU; the reason is logged), gpu (or "+
+		"fail saying why), cpu")
+	fs.StringVar(&g.engines, "engines", "engines", "directory of TensorRT engine plans "+
+		"(build/engines) for --backend auto or gpu")
+}
+
+// Hooks of the device choice; tests replace them with fakes.
+var (
+	kernelEnv = gpu.DefaultKernelEnv
+	gpuEnv    = func(engines string, models []string) gpu.Env {
+		return gpu.DefaultEnv(engines, models)
+	}
+)
+
+// parse checks the modes, as usage errors.
+func (g gpuFlags) parse() (kernels, backend gpu.Mode, err error) {
+	if kernels, err = gpu.ParseKernelMode(g.kernels); err != nil {
+		return "", "", fmt.Errorf("%w: --kernels: %v", errUsage, err)
+	}
+	if backend, err = gpu.ParseMode(g.backend); err != nil {
+		return "", "", fmt.Errorf("%w: --backend: %v", errUsage, err)
+	}
+	return kernels, backend, nil
+}
+
+// openKernels selects the kernels (logged); the caller closes them.
+func (g gpuFlags) openKernels() (gpu.Kernels, error) {
+	mode, _, err := g.parse()
+	if err != nil {
+		return nil, err
+	}
+	return gpu.SelectKernels(mode, kernelEnv(), slog.Default())
+}
+
+// engineOptions returns the backend part of engine.Options for these flags.
+func (g gpuFlags) engineOptions(o engine.Options) engine.Options {
+	env := gpuEnv(g.engines, nil)
+	o.Backend, o.Engines, o.GPUEnv = strings.ToLower(g.backend), g.engines, &env
+	return o
 }
 
 func runLocalize(args []string, stdout io.Writer) error {
@@ -75,6 +133,7 @@ func runLocalize(args []string, stdout io.Writer) error {
 		"SPL chunk length in 3 mm slices")
 	fs.StringVarP(&f.out, "out", "o", "", "write the JSON result here (atomically) "+
 		"instead of stdout")
+	f.gpu.add(fs)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
 			return err
@@ -101,12 +160,20 @@ func runLocalize(args []string, stdout io.Writer) error {
 	if mode != localize.WPL && mode != localize.SPL {
 		return fmt.Errorf("%w: --mode %q is neither WPL nor SPL", errUsage, f.mode)
 	}
+	if _, _, err := f.gpu.parse(); err != nil {
+		return err
+	}
+	kern, err := f.gpu.openKernels()
+	if err != nil {
+		return err
+	}
+	defer kern.Close()
 	cfg := localize.Config{Mode: mode, SliceInterval: f.sliceInterval, BatchSize: f.batch,
-		Seed: f.seed, Logger: slog.Default()}
+		Seed: f.seed, Logger: slog.Default(), Kernels: kern}
 	ctx := context.Background()
 
-	eng, err := engine.Open(f.models, engine.Options{ModelName: f.modelName,
-		ORTLibrary: f.ortLib, Threads: f.threads, Localize: cfg})
+	eng, err := engine.Open(f.models, f.gpu.engineOptions(engine.Options{
+		ModelName: f.modelName, ORTLibrary: f.ortLib, Threads: f.threads, Localize: cfg}))
 	if err != nil {
 		return err
 	}

@@ -7,10 +7,13 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 
 	"github.com/medlsam-fast/medlsam-fast/engine"
+	"github.com/medlsam-fast/medlsam-fast/engine/eval"
+	"github.com/medlsam-fast/medlsam-fast/engine/gpu"
 	"github.com/medlsam-fast/medlsam-fast/engine/localize"
 	"github.com/medlsam-fast/medlsam-fast/engine/nifti"
 	"github.com/medlsam-fast/medlsam-fast/engine/ort"
@@ -36,6 +39,10 @@ type segmentQuery struct {
 	Output       []string         `json:"outputs"`
 	Localization *localize.Result `json:"localization,omitempty"`
 	Segmentation segment.Report   `json:"segmentation"`
+	// Backend is where SAM ran: "cpu" (ONNX Runtime, in this process) or "tensorrt" (the
+	// supervised GPU worker, whose attempts at the batch are listed).
+	Backend     string        `json:"backend"`
+	GPUAttempts []gpu.Attempt `json:"gpu_attempts,omitempty"`
 }
 
 func runSegment(args []string, stdout io.Writer) error {
@@ -66,6 +73,7 @@ func runSegment(args []string, stdout io.Writer) error {
 	report := fs.StringP("out", "o", "", "write the JSON report here (default: stdout)")
 	summary := fs.Bool("summary", false, "print a summary table on stdout instead of the "+
 		"JSON (which --out still writes)")
+	lf.gpu.add(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -79,13 +87,38 @@ func runSegment(args []string, stdout io.Writer) error {
 		return fmt.Errorf("%w: give --boxes, or either --template pairs or --templates-file",
 			errUsage)
 	}
-	ctx := context.Background()
-	opt := ort.Options{LibraryPath: lf.ortLib, IntraOpThreads: lf.threads, BatchInvariant: true}
-	sam, closeSAM, err := openSAM(lf.models, *samName, opt)
+	_, backendMode, err := lf.gpu.parse()
 	if err != nil {
 		return err
 	}
-	defer closeSAM()
+	ctx := context.Background()
+	// SAM's backend: TensorRT engines in the supervised worker, or ONNX Runtime here.
+	choice, err := gpu.Select(backendMode, gpuEnv(lf.gpu.engines, gpu.SegmentModels),
+		slog.Default())
+	if err != nil {
+		return fmt.Errorf("segment: %w", err)
+	}
+	onGPU := choice.Backend == gpu.TensorRT
+	if onGPU && *perOrgan {
+		// TODO(#6): per-organ masks from the label map the worker writes.
+		return fmt.Errorf("%w: --per-organ is not available with the GPU backend yet; "+
+			"give --backend cpu", errUsage)
+	}
+	kern, err := lf.gpu.openKernels()
+	if err != nil {
+		return err
+	}
+	defer kern.Close()
+	var sam segment.Models
+	if !onGPU {
+		opt := ort.Options{LibraryPath: lf.ortLib, IntraOpThreads: lf.threads,
+			BatchInvariant: true}
+		var closeSAM func()
+		if sam, closeSAM, err = openSAM(lf.models, *samName, opt); err != nil {
+			return err
+		}
+		defer closeSAM()
+	}
 
 	var locate func(path string, img *nifti.Image) (*localize.Result, error)
 	if *boxes != "" {
@@ -106,7 +139,7 @@ func runSegment(args []string, stdout io.Writer) error {
 		}
 	} else {
 		var closeNet func()
-		locate, closeNet, err = localizer(ctx, lf)
+		locate, closeNet, err = localizer(ctx, lf, kern)
 		if err != nil {
 			return err
 		}
@@ -116,7 +149,23 @@ func runSegment(args []string, stdout io.Writer) error {
 		return fmt.Errorf("segment: %w", err)
 	}
 	var rep segmentReport
+	if onGPU {
+		batch := choice.EncoderBatch
+		if fs.Changed("sam-batch") {
+			batch = *samBatch
+		}
+		if rep, err = segmentOnGPU(ctx, fs.Args(), locate, *outDir, lf.gpu.engines,
+			batch); err != nil {
+			return err
+		}
+		if *boxes != "" {
+			rep.Queries[0].Localization = nil
+		}
+	}
 	for _, path := range fs.Args() {
+		if onGPU {
+			break
+		}
 		img, err := nifti.Read(path, nifti.ReadOptions{})
 		if err != nil {
 			return err
@@ -126,18 +175,16 @@ func runSegment(args []string, stdout io.Writer) error {
 			return err
 		}
 		res, err := segment.Segment(ctx, sam, img.Volume, path, segment.FromLocalization(loc),
-			segment.Config{BatchSize: *samBatch, Logger: slog.Default()})
+			segment.Config{BatchSize: *samBatch, Logger: slog.Default(), Kernels: kern})
 		if err != nil {
 			return err
 		}
-		base := filepath.Base(path)
-		base = strings.TrimSuffix(strings.TrimSuffix(base, ".gz"), ".nii")
-		files, err := segment.Write(res, img.Header,
-			filepath.Join(*outDir, base+"_mask.nii.gz"), *perOrgan)
+		files, err := segment.Write(res, img.Header, maskPath(*outDir, path), *perOrgan)
 		if err != nil {
 			return err
 		}
-		q := segmentQuery{Query: path, Output: files, Segmentation: res.Report}
+		q := segmentQuery{Query: path, Output: files, Segmentation: res.Report,
+			Backend: string(gpu.CPU)}
 		if *boxes == "" {
 			q.Localization = loc
 		}
@@ -185,18 +232,26 @@ func openSAM(dir, name string, opt ort.Options) (segment.Models, func(), error) 
 	}, nil
 }
 
-// localizer opens MedLAM (engine.Open), builds or loads the template set once, and returns
-// a function that localises one query with it, and one that closes the network.
-func localizer(ctx context.Context, lf localizeFlags) (func(string, *nifti.Image) (
-	*localize.Result, error), func(), error) {
+// maskPath is where the label map of query goes in outDir: <base>_mask.nii.gz.
+func maskPath(outDir, query string) string {
+	base := filepath.Base(query)
+	base = strings.TrimSuffix(strings.TrimSuffix(base, ".gz"), ".nii")
+	return filepath.Join(outDir, base+"_mask.nii.gz")
+}
+
+// localizer opens MedLAM (engine.Open, on the backend of lf.gpu, with kernels kern), builds
+// or loads the template set once, and returns a function that localises one query with it,
+// and one that closes the network.
+func localizer(ctx context.Context, lf localizeFlags, kern localize.Kernels) (
+	func(string, *nifti.Image) (*localize.Result, error), func(), error) {
 	mode := localize.Mode(strings.ToUpper(lf.mode))
 	if mode != localize.WPL && mode != localize.SPL {
 		return nil, nil, fmt.Errorf("%w: --mode %q is neither WPL nor SPL", errUsage, lf.mode)
 	}
 	cfg := localize.Config{Mode: mode, SliceInterval: lf.sliceInterval, BatchSize: lf.batch,
-		Seed: lf.seed, Logger: slog.Default()}
-	eng, err := engine.Open(lf.models, engine.Options{ModelName: lf.modelName,
-		ORTLibrary: lf.ortLib, Threads: lf.threads, Localize: cfg})
+		Seed: lf.seed, Logger: slog.Default(), Kernels: kern}
+	eng, err := engine.Open(lf.models, lf.gpu.engineOptions(engine.Options{
+		ModelName: lf.modelName, ORTLibrary: lf.ortLib, Threads: lf.threads, Localize: cfg}))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -221,4 +276,129 @@ func localizer(ctx context.Context, lf localizeFlags) (func(string, *nifti.Image
 	return func(path string, img *nifti.Image) (*localize.Result, error) {
 		return eng.LocalizeVolume(ctx, ts, img.Volume, path)
 	}, func() { eng.Close() }, nil
+}
+
+// workerCommand returns how the supervisor starts a GPU worker on the engines in dir (this
+// binary's hidden gpu-worker subcommand); tests replace it with a fake worker.
+var workerCommand = func(dir string) func() *exec.Cmd {
+	return gpu.WorkerCommand("--engines", dir)
+}
+
+// segmentOnGPU segments the queries with the TensorRT engines in engines: each query is
+// read and localised here (locate), its boxes written to a JSON file for the worker, then
+// all queries go as one batch to a supervised worker process (gpu.Supervisor, starting
+// `medlsam-fast gpu-worker --engines DIR`), which runs the device pipeline (one copy of
+// each volume to the GPU; SAM preprocessing, encoder, decoder and mask post-processing on
+// the device; the label map written to outDir). The supervisor restarts a crashed worker and
+// retries with a smaller encoder batch (starting at batch). The label maps are read back to
+// count each organ's voxels for the report.
+func segmentOnGPU(ctx context.Context, queries []string,
+	locate func(string, *nifti.Image) (*localize.Result, error), outDir, engines string,
+	batch int) (segmentReport, error) {
+	tmp, err := os.MkdirTemp("", "medlsam-organs-")
+	if err != nil {
+		return segmentReport{}, fmt.Errorf("segment: %w", err)
+	}
+	defer os.RemoveAll(tmp)
+	var rep segmentReport
+	var jobs []gpu.Job
+	for i, path := range queries {
+		img, err := nifti.Read(path, nifti.ReadOptions{})
+		if err != nil {
+			return rep, err
+		}
+		loc, err := locate(path, img)
+		if err != nil {
+			return rep, err
+		}
+		var organs []gpu.Organ
+		for _, o := range segment.FromLocalization(loc) {
+			organs = append(organs, gpu.Organ{Label: o.Label, Name: o.Name, Box: o.Box,
+				Chunks: o.Chunks})
+		}
+		if len(organs) == 0 {
+			return rep, fmt.Errorf("segment: %s: no organ to segment", path)
+		}
+		b, err := json.Marshal(organs)
+		if err != nil {
+			return rep, fmt.Errorf("segment: %w", err)
+		}
+		organsFile := filepath.Join(tmp, fmt.Sprintf("organs-%d.json", i))
+		if err := os.WriteFile(organsFile, b, 0o600); err != nil {
+			return rep, fmt.Errorf("segment: %w", err)
+		}
+		jobs = append(jobs, gpu.Job{Query: path, Mask: maskPath(outDir, path),
+			Organs: organsFile})
+		rep.Queries = append(rep.Queries, segmentQuery{Query: path,
+			Localization: loc, Backend: string(gpu.TensorRT),
+			Segmentation: segment.Report{Query: path, Shape: img.Volume.Shape,
+				Spacing: img.Volume.Spacing}})
+	}
+	sup := &gpu.Supervisor{Command: workerCommand(engines), Batch: batch,
+		Log: slog.Default()}
+	defer sup.Close()
+	out, err := sup.Do(ctx, gpu.Batch{Jobs: jobs})
+	if err != nil {
+		return rep, fmt.Errorf("segment: gpu worker: %w", err)
+	}
+	var results []gpu.Result
+	if err := json.Unmarshal(out.Result, &results); err != nil {
+		return rep, fmt.Errorf("segment: gpu worker answer: %w", err)
+	}
+	if len(results) != len(jobs) {
+		return rep, fmt.Errorf("segment: gpu worker answered %d results for %d queries",
+			len(results), len(jobs))
+	}
+	var failed []string
+	for i, r := range results {
+		q := &rep.Queries[i]
+		q.GPUAttempts = out.Attempts
+		q.Segmentation.Batch = out.Attempts[len(out.Attempts)-1].Batch
+		if r.Err != "" {
+			failed = append(failed, r.Err)
+			continue
+		}
+		m, err := nifti.Read(jobs[i].Mask, nifti.ReadOptions{})
+		if err != nil {
+			return rep, fmt.Errorf("segment: gpu worker output: %w", err)
+		}
+		if m.Volume.Shape != q.Segmentation.Shape {
+			return rep, fmt.Errorf("segment: gpu worker wrote %s of shape %v for a query "+
+				"of shape %v", jobs[i].Mask, m.Volume.Shape, q.Segmentation.Shape)
+		}
+		count := map[int]int{}
+		for _, v := range m.Volume.Data {
+			if v != 0 {
+				count[int(v)]++
+			}
+		}
+		for _, o := range segment.FromLocalization(q.Localization) {
+			boxes := o.Chunks
+			if len(boxes) == 0 {
+				boxes = []eval.Box{o.Box}
+			}
+			or := segment.OrganReport{Organ: o, Voxels: count[o.Label], FirstSlice: -1,
+				LastSlice: -1}
+			ks := map[int]bool{}
+			for _, b := range boxes {
+				or.Boxes1024 = append(or.Boxes1024, segment.Box1024(b, q.Segmentation.Shape[0],
+					q.Segmentation.Shape[1]))
+				for k := b.Min[2]; k <= b.Max[2]; k++ {
+					ks[k] = true
+				}
+				if or.FirstSlice < 0 || b.Min[2] < or.FirstSlice {
+					or.FirstSlice = b.Min[2]
+				}
+				or.LastSlice = max(or.LastSlice, b.Max[2])
+			}
+			or.Slices = len(ks)
+			q.Segmentation.Organs = append(q.Segmentation.Organs, or)
+		}
+		q.Output = []string{jobs[i].Mask}
+	}
+	if len(failed) > 0 {
+		return rep, fmt.Errorf("segment: %d of %d queries failed on the GPU: %s", len(failed),
+			len(jobs), strings.Join(failed, "; "))
+	}
+	return rep, nil
 }

@@ -1,0 +1,264 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/medlsam-fast/medlsam-fast/engine/backend"
+	"github.com/medlsam-fast/medlsam-fast/engine/eval"
+	"github.com/medlsam-fast/medlsam-fast/engine/gpu"
+	"github.com/medlsam-fast/medlsam-fast/engine/localize"
+	"github.com/medlsam-fast/medlsam-fast/engine/nifti"
+	"github.com/medlsam-fast/medlsam-fast/engine/volume"
+	"github.com/medlsam-fast/medlsam-fast/trt"
+)
+
+// The test binary doubles as a fake GPU worker: with MEDLSAM_FAKE_SEG_WORKER set, TestMain
+// serves gpu.Batch requests as the device pipeline would, "segmenting" each organ as its
+// box filled with its label (later organs win), and writing the label map where the job
+// says. With FAKE_SEG_CRASH_ONCE naming a file that does not exist yet, it creates the file
+// and dies on its first request, as a driver fault would end the process.
+func TestMain(m *testing.M) {
+	if os.Getenv("MEDLSAM_FAKE_SEG_WORKER") != "" {
+		err := gpu.ServeWorker(context.Background(), os.Stdin, os.Stdout, fakeSegHandler)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "fake worker:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+func fakeSegHandler(ctx context.Context, raw json.RawMessage, batch int) (json.RawMessage,
+	error) {
+	if f := os.Getenv("FAKE_SEG_CRASH_ONCE"); f != "" {
+		if _, err := os.Stat(f); errors.Is(err, os.ErrNotExist) {
+			os.WriteFile(f, nil, 0o600)
+			os.Exit(3)
+		}
+	}
+	var b gpu.Batch
+	if err := json.Unmarshal(raw, &b); err != nil {
+		return nil, err
+	}
+	var out []gpu.Result
+	for _, job := range b.Jobs {
+		res := gpu.Result{Job: job}
+		if err := fakeSegment(job, &res); err != nil {
+			res.Err = err.Error()
+		}
+		out = append(out, res)
+	}
+	return json.Marshal(out)
+}
+
+func fakeSegment(job gpu.Job, res *gpu.Result) error {
+	data, err := os.ReadFile(job.Organs)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(data, &res.Organs); err != nil {
+		return err
+	}
+	q, err := nifti.Read(job.Query, nifti.ReadOptions{})
+	if err != nil {
+		return err
+	}
+	v := q.Volume
+	m := &volume.Volume{Data: make([]float32, len(v.Data)), Shape: v.Shape,
+		Spacing: v.Spacing, Affine: v.Affine}
+	for _, o := range res.Organs {
+		for k := o.Box.Min[2]; k <= o.Box.Max[2]; k++ {
+			for j := o.Box.Min[1]; j <= o.Box.Max[1]; j++ {
+				for i := o.Box.Min[0]; i <= o.Box.Max[0]; i++ {
+					m.Data[m.Index(i, j, k)] = float32(o.Label)
+				}
+			}
+		}
+	}
+	return nifti.Write(job.Mask, m, nifti.WriteOptions{Datatype: nifti.Uint8, Like: q.Header})
+}
+
+type fakeProber struct{}
+
+func (fakeProber) Probe() (gpu.Report, error) {
+	return gpu.Report{Devices: []gpu.Device{{Name: "NVIDIA H200", ComputeCapability: "9.0",
+		MemoryFree: 100 << 30}}}, nil
+}
+
+// fakeGPU makes the backend choice see a TensorRT build, an H200 and matching engines for
+// every model, and the supervisor start this test binary as the fake worker.
+func fakeGPU(t *testing.T, crashOnce string) {
+	oldEnv, oldCmd := gpuEnv, workerCommand
+	t.Cleanup(func() { gpuEnv, workerCommand = oldEnv, oldCmd })
+	gpuEnv = func(engines string, models []string) gpu.Env {
+		return gpu.Env{Probe: fakeProber{}, Engines: engines, Models: models,
+			TensorRTBuilt:   func() bool { return true },
+			CUDABuilt:       func() bool { return true },
+			TensorRTVersion: func() (trt.Version, error) { return trt.Version{Major: 10}, nil },
+			Scan: func(dir string, _ trt.Machine) ([]trt.EngineStatus, error) {
+				var out []trt.EngineStatus
+				for _, m := range models {
+					out = append(out, trt.EngineStatus{Plan: filepath.Join(dir, m+".plan"),
+						Manifest: &trt.EngineManifest{Manifest: backend.Manifest{Model: m}}})
+				}
+				return out, nil
+			}}
+	}
+	workerCommand = func(dir string) func() *exec.Cmd {
+		return func() *exec.Cmd {
+			cmd := exec.Command(os.Args[0], "-test.run=^$")
+			cmd.Env = append(os.Environ(), "MEDLSAM_FAKE_SEG_WORKER=1",
+				"FAKE_SEG_CRASH_ONCE="+crashOnce)
+			return cmd
+		}
+	}
+}
+
+// TestSegmentGPUBackend runs segment with the GPU backend chosen (fakes) on a boxes file:
+// the job goes through the supervisor to the fake worker, whose label map is reported with
+// each organ's voxel count; a worker crash is retried with half the batch and reported.
+func TestSegmentGPUBackend(t *testing.T) {
+	cases := []struct {
+		name     string
+		crash    bool
+		attempts []gpu.Attempt
+	}{
+		{"first try", false, []gpu.Attempt{{Batch: 8}}},
+		{"worker crashes once", true, []gpu.Attempt{{Batch: 8, Crashed: true}, {Batch: 4}}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			crash := ""
+			if tc.crash {
+				crash = filepath.Join(dir, "crashed")
+			}
+			fakeGPU(t, crash)
+			shape := [3]int{24, 20, 6}
+			q := filepath.Join(dir, "q.nii.gz")
+			writeVol(t, q, shape, func(i, j, k int) float32 { return float32(i + j + k) })
+			boxes := []eval.Box{{Min: [3]int{1, 2, 0}, Max: [3]int{5, 6, 2}},
+				{Min: [3]int{10, 10, 3}, Max: [3]int{20, 15, 5}}}
+			loc := localize.Result{Shape: shape, Organs: []localize.OrganBox{
+				{Organ: localize.Organ{Label: 3, Name: "a"},
+					BoxOnGrid: localize.BoxOnGrid{Box: boxes[0]}},
+				{Organ: localize.Organ{Label: 9, Name: "b"},
+					BoxOnGrid: localize.BoxOnGrid{Box: boxes[1]}}}}
+			b, _ := json.Marshal(loc)
+			boxesFile := filepath.Join(dir, "boxes.json")
+			if err := os.WriteFile(boxesFile, b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			out, errs, code := runCmd(t, "segment", "--boxes", boxesFile, "--backend", "gpu",
+				"--engines", filepath.Join(dir, "engines"), "--sam-batch", "8", "-d", dir, q)
+			if code != 0 {
+				t.Fatalf("segment: exit %d: %s", code, errs)
+			}
+			var rep segmentReport
+			if err := json.Unmarshal([]byte(out), &rep); err != nil {
+				t.Fatal(err)
+			}
+			if len(rep.Queries) != 1 {
+				t.Fatalf("report: %s", out)
+			}
+			r := rep.Queries[0]
+			mask := filepath.Join(dir, "q_mask.nii.gz")
+			if r.Backend != "tensorrt" || len(r.Output) != 1 || r.Output[0] != mask ||
+				r.Localization != nil {
+				t.Errorf("report: backend %q, outputs %v, localisation %v", r.Backend,
+					r.Output, r.Localization)
+			}
+			if fmt.Sprint(stripErrs(r.GPUAttempts)) != fmt.Sprint(tc.attempts) {
+				t.Errorf("attempts %+v, want %+v", r.GPUAttempts, tc.attempts)
+			}
+			if len(r.Segmentation.Organs) != 2 {
+				t.Fatalf("organs %+v", r.Segmentation.Organs)
+			}
+			for n, o := range r.Segmentation.Organs {
+				bx := boxes[n]
+				want := 1
+				for a := 0; a < 3; a++ {
+					want *= bx.Max[a] - bx.Min[a] + 1
+				}
+				if o.Voxels != want || o.FirstSlice != bx.Min[2] || o.LastSlice != bx.Max[2] ||
+					o.Slices != bx.Max[2]-bx.Min[2]+1 {
+					t.Errorf("organ %d: %d voxels, slices %d..%d (%d); want %d, %d..%d",
+						o.Label, o.Voxels, o.FirstSlice, o.LastSlice, o.Slices, want,
+						bx.Min[2], bx.Max[2])
+				}
+			}
+		})
+	}
+}
+
+// stripErrs keeps what the test can predict of the attempts.
+func stripErrs(as []gpu.Attempt) []gpu.Attempt {
+	out := make([]gpu.Attempt, len(as))
+	for i, a := range as {
+		out[i] = gpu.Attempt{Batch: a.Batch, Crashed: a.Crashed}
+	}
+	return out
+}
+
+// TestDeviceFlags checks the device flags on this machine (no TensorRT, no CUDA build):
+// explicit gpu requests fail saying why, bad values are usage errors, and the per-organ
+// masks are refused on the GPU backend.
+func TestDeviceFlags(t *testing.T) {
+	dir := t.TempDir()
+	q := filepath.Join(dir, "q.nii.gz")
+	boxes := filepath.Join(dir, "boxes.json")
+	tpl := "--template=" + q + ":" + q
+	cases := []struct {
+		name string
+		args []string
+		gpu  bool // with the fake GPU environment
+		code int
+		want string
+	}{
+		{"segment backend gpu", []string{"segment", "--boxes", boxes, "--backend", "gpu", q},
+			false, 1, "--backend gpu requested but unavailable"},
+		{"segment backend gpu reason", []string{"segment", "--boxes", boxes, "--backend",
+			"gpu", q}, false, 1, "built without TensorRT"},
+		{"localize backend gpu", []string{"localize", tpl, "--organs", "1", "--backend",
+			"gpu", q}, false, 1, "built without TensorRT"},
+		{"segment bad backend", []string{"segment", "--boxes", boxes, "--backend", "tpu", q},
+			false, 2, "--backend"},
+		{"localize bad kernels", []string{"localize", tpl, "--organs", "1", "--kernels",
+			"fpga", q}, false, 2, "--kernels"},
+		{"segment per-organ on gpu", []string{"segment", "--boxes", boxes, "--backend",
+			"gpu", "--per-organ", q}, true, 2, "--per-organ is not available"},
+	}
+	if gpu.CUDABuilt() {
+		t.Log("CUDA build: the --kernels gpu case depends on the device")
+	} else {
+		cases = append(cases, struct {
+			name string
+			args []string
+			gpu  bool
+			code int
+			want string
+		}{"segment kernels gpu", []string{"segment", "--boxes", boxes, "--backend", "cpu",
+			"--kernels", "gpu", q}, false, 1, "--kernels gpu requested but unavailable"})
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.gpu {
+				fakeGPU(t, "")
+			}
+			_, errs, code := runCmd(t, tc.args...)
+			if code != tc.code || !strings.Contains(errs, tc.want) {
+				t.Errorf("exit %d, stderr %q; want exit %d and %q", code, errs, tc.code,
+					tc.want)
+			}
+		})
+	}
+}
