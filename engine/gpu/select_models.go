@@ -19,6 +19,10 @@ var (
 // Choice's device, each engine checked against its ONNX export, and the function that
 // releases the device once every model is closed. The opener refuses a model that has no
 // engine in c.Engines. Without the `cuda` build tag it returns an error saying so.
+//
+// TODO(#6): these models run in the calling process, outside the supervised worker, so a
+// TensorRT fault during localisation ends the run; move MedLAM into the device pipeline
+// (its Localise stage) to give it the same isolation as SAM.
 func OpenEngineModels(c Choice) (ModelOpener, func() error, error) {
 	return openEngineModels(c)
 }
