@@ -41,7 +41,7 @@ func runDoctor(args []string, stdout io.Writer) error {
 	engines := fs.String("engines", "engines", "directory of TensorRT engine plans to check")
 	ortLib := fs.String("ort-lib", "", "ONNX Runtime library to check (default: search as "+
 		"the CPU backend does)")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() != 0 {

@@ -51,7 +51,7 @@ func runEval(args []string, stdout io.Writer) error {
 	out := fs.StringP("out", "o", "", "write the JSON here (default: stdout)")
 	summary := fs.Bool("summary", false, "print a summary table on stdout instead of the "+
 		"JSON (which --out still writes)")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {

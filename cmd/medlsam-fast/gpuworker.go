@@ -29,7 +29,7 @@ var workerStdin io.Reader = os.Stdin
 func runGPUWorker(args []string, stdout io.Writer) error {
 	fs := newFlags(gpu.WorkerArg, "", os.Stderr)
 	engines := fs.String("engines", "engines", "directory of TensorRT engine plans")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() != 0 {

@@ -8,8 +8,6 @@ import (
 	"math"
 	"strings"
 
-	"github.com/spf13/pflag"
-
 	"github.com/medlsam-fast/medlsam-fast/engine/nifti"
 	"github.com/medlsam-fast/medlsam-fast/engine/volume"
 )
@@ -43,11 +41,8 @@ type imageInfo struct {
 func runInfo(args []string, stdout io.Writer) error {
 	fs := newFlags("info", "FILE...", stdout)
 	asJSON := fs.Bool("json", false, "print one JSON object per file, one per line")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, pflag.ErrHelp) {
-			return err
-		}
-		return fmt.Errorf("%w: %v", errUsage, err)
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
 	if fs.NArg() == 0 {
 		return fmt.Errorf("%w: no file given", errUsage)

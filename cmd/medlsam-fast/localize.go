@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -134,11 +133,8 @@ func runLocalize(args []string, stdout io.Writer) error {
 	fs.StringVarP(&f.out, "out", "o", "", "write the JSON result here (atomically) "+
 		"instead of stdout")
 	f.gpu.add(fs)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, pflag.ErrHelp) {
-			return err
-		}
-		return fmt.Errorf("%w: %v", errUsage, err)
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
 	if fs.NArg() > 1 {
 		return fmt.Errorf("%w: at most one query, got %d", errUsage, fs.NArg())

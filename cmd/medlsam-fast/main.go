@@ -85,3 +85,13 @@ func newFlags(name, argsUsage string, stdout io.Writer) *pflag.FlagSet {
 	}
 	return fs
 }
+
+// parseFlags parses args into fs. A help request comes back as pflag.ErrHelp (exit 0); any
+// other parse error is a usage error (exit 2).
+func parseFlags(fs *pflag.FlagSet, args []string) error {
+	err := fs.Parse(args)
+	if err == nil || errors.Is(err, pflag.ErrHelp) {
+		return err
+	}
+	return fmt.Errorf("%w: %v", errUsage, err)
+}

@@ -31,8 +31,8 @@ func runPhantom(args []string, stdout io.Writer) error {
 	seed := fs.Int64("seed", 1, "seed of the organ layout and the noise")
 	noise := fs.Float64("noise", 10, "Gaussian noise standard deviation in HU")
 	lungs := fs.Bool("lungs", true, "add the lung bases at the top")
-	if err := fs.Parse(args); err != nil {
-		return fmt.Errorf("%w: %v", errUsage, err)
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
 	if fs.NArg() != 1 {
 		return fmt.Errorf("%w: want one output directory, got %d arguments", errUsage, fs.NArg())

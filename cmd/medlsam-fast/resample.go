@@ -23,8 +23,8 @@ func runResample(args []string, stdout io.Writer) error {
 		"target voxel size in mm along i, j, k")
 	labels := fs.Bool("labels", false,
 		"the input is a label map: nearest neighbour, integer output")
-	if err := fs.Parse(args); err != nil {
-		return fmt.Errorf("%w: %v", errUsage, err)
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
 	if fs.NArg() != 2 {
 		return fmt.Errorf("%w: want IN and OUT, got %d arguments", errUsage, fs.NArg())

@@ -74,7 +74,7 @@ func runSegment(args []string, stdout io.Writer) error {
 	summary := fs.Bool("summary", false, "print a summary table on stdout instead of the "+
 		"JSON (which --out still writes)")
 	lf.gpu.add(fs)
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() == 0 {
