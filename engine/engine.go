@@ -16,6 +16,7 @@ import (
 	"github.com/medlsam-fast/medlsam-fast/engine/localize"
 	"github.com/medlsam-fast/medlsam-fast/engine/nifti"
 	"github.com/medlsam-fast/medlsam-fast/engine/ort"
+	"github.com/medlsam-fast/medlsam-fast/engine/segment"
 	"github.com/medlsam-fast/medlsam-fast/engine/volume"
 )
 
@@ -60,11 +61,24 @@ type Options struct {
 	Threads int
 	// Localize holds the localiser's settings (mode, batch size, seed, logger).
 	Localize localize.Config
+	// SAMName is the SAM (or MedSAM) model's base name: NAME-encoder.onnx and
+	// NAME-decoder.onnx, else NAME-decoder-public.onnx (segment-anything's public export),
+	// in the same directory as MedLAM. "" means "sam", or else the directory's only
+	// NAME-encoder.onnx whose manifest is a SAM encoder (such as sam_tiny). The SAM models
+	// are opened at the first Segment call or by OpenSAM, never by Open, so an Engine used
+	// for localisation only needs no SAM model.
+	SAMName string
+	// Segment holds the segmenter's settings (encoder batch, logger, kernels). A nil
+	// Logger means Localize's; nil Kernels mean Localize.Kernels when they also implement
+	// segment.Kernels (the engine/gpu kernels do), else the CPU kernels.
+	Segment segment.Config
 }
 
-// Engine holds an opened MedLAM network and runs localisation with it. Its methods may be
-// called from several goroutines; they run one at a time (open several Engines to run in
-// parallel). Whoever calls Open must call Close.
+// Engine holds an opened MedLAM network (and, once a Segment call or OpenSAM has opened
+// them, the SAM encoder and decoder) and runs localisation and segmentation with them. Its
+// methods may be called from several goroutines; their network work runs one call at a
+// time (reading queries and writing masks do not hold the lock; open several Engines to
+// run networks in parallel). Whoever calls Open must call Close, which closes every model.
 type Engine struct {
 	mu      sync.Mutex
 	net     localize.Network
@@ -73,6 +87,14 @@ type Engine struct {
 	closed  bool
 	backend string
 	release func() error // frees what the backend shares between models (the GPU)
+
+	// SAM, opened lazily (sam.go): where and how to open it, and once open, the models
+	// (also listed in models, so that Close closes them).
+	dir     string
+	samName string
+	samOpen Opener
+	sam     *segment.Models
+	segCfg  segment.Config
 }
 
 // Open finds the MedLAM models in modelsDir (see Options.ModelName), checks them against
@@ -82,7 +104,8 @@ func Open(modelsDir string, opt Options) (*Engine, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	e := &Engine{cfg: cfg, backend: CPU}
+	e := &Engine{cfg: cfg, backend: CPU, dir: modelsDir, samName: opt.SAMName,
+		segCfg: segmentConfig(opt.Segment, cfg)}
 	open := opt.Open
 	if open == nil {
 		var err error
@@ -91,6 +114,13 @@ func Open(modelsDir string, opt Options) (*Engine, error) {
 		}
 	} else {
 		e.backend = "custom"
+	}
+	e.samOpen = open
+	if e.backend == string(gpu.TensorRT) {
+		// TODO(#6): SAM runs on ONNX Runtime here even when MedLAM runs on TensorRT: the
+		// SAM engines run only in the supervised gpu-worker (cmd segment), which this
+		// package does not drive yet.
+		e.samOpen = cpuOpener(ortOptions(opt))
 	}
 	name, err := findModel(modelsDir, opt.ModelName)
 	if err != nil {
@@ -124,10 +154,7 @@ func Open(modelsDir string, opt Options) (*Engine, error) {
 // chooseBackend returns the opener of the backend opt asks for (see Options.Backend),
 // recording the backend and what it shares on e.
 func (e *Engine) chooseBackend(opt Options) (Opener, error) {
-	cpu := func() Opener {
-		return cpuOpener(ort.Options{LibraryPath: opt.ORTLibrary, IntraOpThreads: opt.Threads,
-			BatchInvariant: true})
-	}
+	cpu := func() Opener { return cpuOpener(ortOptions(opt)) }
 	var mode gpu.Mode
 	switch strings.ToLower(opt.Backend) {
 	case "", CPU:
@@ -165,6 +192,12 @@ func (e *Engine) chooseBackend(opt Options) (Opener, error) {
 	return Opener(open), nil
 }
 
+// ortOptions are the CPU backend's settings for opt.
+func ortOptions(opt Options) ort.Options {
+	return ort.Options{LibraryPath: opt.ORTLibrary, IntraOpThreads: opt.Threads,
+		BatchInvariant: true}
+}
+
 // cpuOpener opens models on ONNX Runtime with o; tests replace it.
 var cpuOpener = func(o ort.Options) Opener {
 	return func(path string, _ *backend.Manifest) (backend.Model, error) {
@@ -172,8 +205,9 @@ var cpuOpener = func(o ort.Options) Opener {
 	}
 }
 
-// Backend names the backend the models run on: "cpu" (ONNX Runtime), "tensorrt", or
-// "custom" (Options.Open).
+// Backend names the backend the MedLAM models run on: "cpu" (ONNX Runtime), "tensorrt",
+// or "custom" (Options.Open). SAM runs on the same backend, except with "tensorrt", where
+// it runs on ONNX Runtime (see Options.SAMName).
 func (e *Engine) Backend() string { return e.backend }
 
 // findModel returns the base name of the MedLAM model to open in dir.
