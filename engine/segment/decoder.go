@@ -41,7 +41,8 @@ func (d decoder) decode(embShape []int64, emb []float32, boxes []sliceBox) ([]fl
 	}
 	m, iou := outs[0], outs[1]
 	if len(m.Shape) != 4 || m.Shape[0] != int64(n) || m.Shape[1] != 1 ||
-		m.Shape[2] != m.Shape[3] || len(iou.Data) != n {
+		m.Shape[2] != m.Shape[3] || int64(len(m.Data)) != backend.Elements(m.Shape) ||
+		len(iou.Data) != n {
 		return nil, 0, nil, 1, fmt.Errorf("decoder: masks %v and iou_predictions %v for %d "+
 			"boxes; want [%d,1,L,L] and [%d,1]", m.Shape, iou.Shape, n, n, n)
 	}
@@ -84,9 +85,11 @@ func (d decoder) decodePublic(embShape []int64, emb []float32, boxes []sliceBox)
 			return nil, 0, nil, n + 1, errSingleMask // declared dynamic, found at run time
 		}
 		if len(m.Shape) != 4 || m.Shape[0] != 1 || m.Shape[1] < 1 || m.Shape[2] != m.Shape[3] ||
-			len(iou.Data) < 1 {
+			int64(len(m.Data)) != backend.Elements(m.Shape) || len(iou.Data) < 1 ||
+			(lowRes != 0 && m.Shape[2] != int64(lowRes)) {
 			return nil, 0, nil, n + 1, fmt.Errorf("public decoder: low_res_masks %v, "+
-				"iou_predictions %v; want [1,K,L,L] and [1,K]", m.Shape, iou.Shape)
+				"iou_predictions %v (%d values); want [1,K,L,L] with L the same for every "+
+				"box, and [1,K]", m.Shape, iou.Shape, len(m.Data))
 		}
 		lowRes = int(m.Shape[2])
 		logits = append(logits, m.Data[:lowRes*lowRes]...)

@@ -159,6 +159,32 @@ type OrganReport struct {
 	MeanIoUPrediction float64 `json:"mean_iou_prediction"`
 }
 
+// NewOrganReport returns the part of o's report that follows from its boxes on a slice of
+// nx x ny voxels: the prompt boxes and the slices segmented (the union of the boxes' k
+// ranges, first to last inclusive). Voxels and MeanIoUPrediction are left zero.
+func NewOrganReport(o Organ, nx, ny int) OrganReport {
+	r := OrganReport{Organ: o, FirstSlice: -1, LastSlice: -1}
+	boxes := o.Chunks
+	if len(boxes) == 0 {
+		boxes = []eval.Box{o.Box}
+	}
+	ks := map[int]bool{}
+	for _, b := range boxes {
+		r.Boxes1024 = append(r.Boxes1024, Box1024(b, nx, ny))
+		for k := b.Min[2]; k <= b.Max[2]; k++ {
+			ks[k] = true
+		}
+	}
+	for k := range ks {
+		if r.FirstSlice < 0 || k < r.FirstSlice {
+			r.FirstSlice = k
+		}
+		r.LastSlice = max(r.LastSlice, k)
+	}
+	r.Slices = len(ks)
+	return r
+}
+
 // Times are wall-clock milliseconds per stage.
 type Times struct {
 	Window     float64 `json:"window"`
@@ -220,6 +246,13 @@ func plan(organs []Organ, shape [3]int) (map[int][]sliceBox, []int, error) {
 	}
 	slices.Sort(ks)
 	return byK, ks, nil
+}
+
+// ValidateOrgans checks organs as Segment does before any work: labels in [1, 32767], each
+// once, every box (and chunk) not empty and inside a volume of the given shape.
+func ValidateOrgans(organs []Organ, shape [3]int) error {
+	_, _, err := plan(organs, shape)
+	return err
 }
 
 // Result is what Segment returns: the label map on the query's grid (labels as float32
@@ -298,9 +331,11 @@ func Segment(ctx context.Context, m Models, v *volume.Volume, source string, org
 			return nil, fmt.Errorf("segment: %s: encoder: %w", source, err)
 		}
 		emb := outs[0]
-		if len(emb.Shape) != 4 || emb.Shape[0] != int64(len(batch)) {
-			return nil, fmt.Errorf("segment: %s: encoder returned %s of shape %v for %d "+
-				"slices", source, OutputEmbedding, emb.Shape, len(batch))
+		if len(emb.Shape) != 4 || emb.Shape[0] != int64(len(batch)) ||
+			int64(len(emb.Data)) != backend.Elements(emb.Shape) {
+			return nil, fmt.Errorf("segment: %s: encoder returned %s of shape %v (%d "+
+				"values) for %d slices", source, OutputEmbedding, emb.Shape, len(emb.Data),
+				len(batch))
 		}
 		per := len(emb.Data) / len(batch)
 		rep.EncoderBatches++
@@ -348,8 +383,11 @@ func Segment(ctx context.Context, m Models, v *volume.Volume, source string, org
 			return nil, fmt.Errorf("segment: %s: slices %d to %d: %w", source, batch[0],
 				batch[len(batch)-1], err)
 		}
-		cfg.Logger.Debug("segment batch", "query", source, "slices", len(batch),
-			"done", lo+len(batch), "of", len(ks))
+		// Progress at every tenth of the slices (the summary follows at the end).
+		if done := lo + len(batch); done < len(ks) && done*10/len(ks) != lo*10/len(ks) {
+			cfg.Logger.Info("segment progress", "query", source, "slices_done", done,
+				"slices", len(ks))
+		}
 	}
 
 	out := &volume.Volume{Data: make([]float32, len(labels)), Shape: v.Shape,
@@ -362,25 +400,8 @@ func Segment(ctx context.Context, m Models, v *volume.Volume, source string, org
 		}
 	}
 	for n, o := range organs {
-		or := OrganReport{Organ: o, FirstSlice: -1, LastSlice: -1, Voxels: count[o.Label]}
-		boxes := o.Chunks
-		if len(boxes) == 0 {
-			boxes = []eval.Box{o.Box}
-		}
-		for _, b := range boxes {
-			or.Boxes1024 = append(or.Boxes1024, Box1024(b, nx, ny))
-		}
-		for _, k := range ks {
-			for _, sb := range byK[k] {
-				if sb.organ == n {
-					if or.FirstSlice < 0 {
-						or.FirstSlice = k
-					}
-					or.LastSlice = k
-					or.Slices++
-				}
-			}
-		}
+		or := NewOrganReport(o, nx, ny)
+		or.Voxels = count[o.Label]
 		if or.Slices > 0 {
 			or.MeanIoUPrediction = iouSum[n] / float64(or.Slices)
 		}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"os"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -349,6 +350,99 @@ func TestWriteWorld(t *testing.T) {
 	for i, v := range per.Volume.Data {
 		if (v == 1) != (m.Volume.Data[i] == float32(organs[0].Label)) {
 			t.Fatalf("per-organ file differs from the label map at voxel %d", i)
+		}
+	}
+}
+
+// TestNewOrganReport pins the slice range of an organ: the union of its boxes' inclusive k
+// ranges, whatever their order, with one prompt box per box.
+func TestNewOrganReport(t *testing.T) {
+	box := func(k0, k1 int) eval.Box {
+		return eval.Box{Min: [3]int{2, 3, k0}, Max: [3]int{10, 12, k1}}
+	}
+	for _, tc := range []struct {
+		name               string
+		o                  Organ
+		first, last, count int
+		prompts            int
+	}{
+		{"one box", Organ{Label: 1, Box: box(4, 4)}, 4, 4, 1, 1},
+		{"box ignored with chunks", Organ{Label: 1, Box: box(0, 20),
+			Chunks: []eval.Box{box(7, 9), box(3, 5)}}, 3, 9, 6, 2},
+		{"overlapping chunks", Organ{Label: 2, Chunks: []eval.Box{box(3, 6), box(5, 8)}},
+			3, 8, 6, 2},
+	} {
+		r := NewOrganReport(tc.o, 16, 16)
+		if r.FirstSlice != tc.first || r.LastSlice != tc.last || r.Slices != tc.count ||
+			len(r.Boxes1024) != tc.prompts || r.Label != tc.o.Label {
+			t.Errorf("%s: slices %d..%d (%d), %d prompts; want %d..%d (%d), %d", tc.name,
+				r.FirstSlice, r.LastSlice, r.Slices, len(r.Boxes1024), tc.first, tc.last,
+				tc.count, tc.prompts)
+		}
+	}
+}
+
+// TestWriteFailureLeavesNothing: when a per-organ file cannot be written, Write removes the
+// files it already wrote.
+func TestWriteFailureLeavesNothing(t *testing.T) {
+	v, err := volume.New([3]int{6, 5, 4}, [3]float64{1, 1, 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v.Data[3], v.Data[40] = 1, 2
+	r := &Result{Labels: v, Report: Report{Organs: []OrganReport{
+		{Organ: Organ{Label: 1}}, {Organ: Organ{Label: 2}}}}}
+	for _, tc := range []struct {
+		name    string
+		blocked string // a directory where this file would go
+		files   int
+	}{
+		{"all written", "", 3},
+		{"second organ blocked", "mask_label2.nii.gz", 0},
+		{"map blocked", "mask.nii.gz", 0},
+	} {
+		dir := t.TempDir()
+		if tc.blocked != "" {
+			if err := os.Mkdir(filepath.Join(dir, tc.blocked), 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+		files, err := Write(r, nil, filepath.Join(dir, "mask.nii.gz"), true)
+		if (err != nil) != (tc.files == 0) || len(files) != tc.files {
+			t.Errorf("%s: files %v, error %v", tc.name, files, err)
+		}
+		left, _ := filepath.Glob(filepath.Join(dir, "*"))
+		if tc.files == 0 && (len(left) != 1 || filepath.Base(left[0]) != tc.blocked) {
+			t.Errorf("%s: left %v", tc.name, left)
+		}
+	}
+}
+
+// truncated is a model whose first output has half the values its shape says: a backend
+// that broke its contract.
+type truncated struct{ backend.Model }
+
+func (m truncated) Run(in []backend.Tensor, names []string) ([]backend.Tensor, error) {
+	outs, err := m.Model.Run(in, names)
+	if err == nil {
+		outs[0].Data = outs[0].Data[:len(outs[0].Data)/2]
+	}
+	return outs, err
+}
+
+// TestSegmentShortOutputs: outputs shorter than their shapes are errors, not panics.
+func TestSegmentShortOutputs(t *testing.T) {
+	v, _ := volume.New([3]int{8, 8, 4}, [3]float64{1, 1, 1})
+	organs := []Organ{{Label: 1, Box: eval.Box{Max: [3]int{7, 7, 1}}},
+		{Label: 2, Box: eval.Box{Min: [3]int{2, 2, 1}, Max: [3]int{5, 5, 2}}}}
+	for _, public := range []bool{false, true} {
+		enc, dec := fakeModels(public)
+		for _, m := range []Models{{Encoder: truncated{enc}, Decoder: dec},
+			{Encoder: enc, Decoder: truncated{dec}}} {
+			_, err := Segment(context.Background(), m, v, "q", organs, Config{Logger: quiet})
+			if err == nil {
+				t.Errorf("public %v: truncated output accepted", public)
+			}
 		}
 	}
 }

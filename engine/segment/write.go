@@ -2,6 +2,7 @@ package segment
 
 import (
 	"fmt"
+	"os"
 	"strings"
 
 	"github.com/medlsam-fast/medlsam-fast/engine/nifti"
@@ -13,34 +14,47 @@ import (
 // with WriteOptions.Like), voxels as uint8 when every label fits, int16 otherwise. With
 // perOrgan, it also writes one binary mask per organ beside it, named
 // <path without extension>_label<N>.nii.gz, cut from the resolved multi-label map (so a
-// voxel that two organs claim is in the winner's file only). It returns the files written.
-func Write(r *Result, like *nifti.Header, path string, perOrgan bool) ([]string, error) {
+// voxel that two organs claim is in the winner's file only). It returns the files written;
+// on failure it removes those it wrote and returns none, so no partial set is left.
+func Write(r *Result, like *nifti.Header, path string, perOrgan bool) (files []string,
+	err error) {
 	dt := nifti.Uint8
 	for _, o := range r.Report.Organs {
 		if o.Label > 255 {
 			dt = nifti.Int16
 		}
 	}
-	if err := nifti.Write(path, r.Labels, nifti.WriteOptions{Datatype: dt, Like: like}); err != nil {
+	if err := nifti.Write(path, r.Labels, nifti.WriteOptions{Datatype: dt,
+		Like: like}); err != nil {
 		return nil, fmt.Errorf("segment: %w", err)
 	}
-	files := []string{path}
+	files = []string{path}
+	defer func() {
+		if err != nil {
+			for _, f := range files {
+				os.Remove(f)
+			}
+			files = nil
+		}
+	}()
 	if !perOrgan {
 		return files, nil
 	}
 	stem := strings.TrimSuffix(strings.TrimSuffix(path, ".gz"), ".nii")
+	m := &volume.Volume{Data: make([]float32, len(r.Labels.Data)), Shape: r.Labels.Shape,
+		Spacing: r.Labels.Spacing, Affine: r.Labels.Affine}
 	for _, o := range r.Report.Organs {
-		m := &volume.Volume{Data: make([]float32, len(r.Labels.Data)), Shape: r.Labels.Shape,
-			Spacing: r.Labels.Spacing, Affine: r.Labels.Affine}
 		want := float32(o.Label)
 		for i, v := range r.Labels.Data {
+			m.Data[i] = 0
 			if v == want {
 				m.Data[i] = 1
 			}
 		}
 		p := fmt.Sprintf("%s_label%d.nii.gz", stem, o.Label)
-		if err := nifti.Write(p, m, nifti.WriteOptions{Datatype: nifti.Uint8, Like: like}); err != nil {
-			return files, fmt.Errorf("segment: %w", err)
+		opt := nifti.WriteOptions{Datatype: nifti.Uint8, Like: like}
+		if err := nifti.Write(p, m, opt); err != nil {
+			return files, fmt.Errorf("segment: %w", err) // the deferred clean-up reads files
 		}
 		files = append(files, p)
 	}
