@@ -6,6 +6,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -132,7 +133,7 @@ func runEval(args []string, stdout io.Writer) error {
 				loc.Shape, refPath, ref.Volume.Shape)
 		}
 		for _, o := range loc.Organs {
-			if labels != nil && !containsInt(labels, o.Label) {
+			if labels != nil && !slices.Contains(labels, o.Label) {
 				continue
 			}
 			s := evalBoxScore{Label: o.Label, Name: o.Name, Box: o.Box}
@@ -156,50 +157,27 @@ func runEval(args []string, stdout io.Writer) error {
 			}
 		}
 	}
-	b, err := json.MarshalIndent(rep, "", "  ")
-	if err != nil {
-		return fmt.Errorf("eval: %w", err)
+	var sum func(io.Writer) error
+	if *summary {
+		sum = func(w io.Writer) error { return writeEvalSummary(w, rep) }
 	}
-	b = append(b, '\n')
-	if *out != "" {
-		if err := writeFileAtomic(*out, b); err != nil {
-			return err
-		}
-	}
-	switch {
-	case *summary:
-		return writeEvalSummary(stdout, rep)
-	case *out == "":
-		_, err = stdout.Write(b)
-		return err
-	}
-	return nil
+	return writeReport(stdout, rep, *out, sum)
 }
 
 // presentLabels returns the positive integer labels present in data, ascending.
 func presentLabels(data []float32) []int {
 	seen := map[int]bool{}
 	for _, v := range data {
-		if l := int(math.Round(float64(v))); l > 0 {
-			seen[l] = true
+		if l := math.Round(float64(v)); l > 0 && l <= math.MaxInt32 {
+			seen[int(l)] = true
 		}
 	}
 	out := make([]int, 0, len(seen))
-	for l := 1; len(out) < len(seen); l++ {
-		if seen[l] {
-			out = append(out, l)
-		}
+	for l := range seen {
+		out = append(out, l)
 	}
+	slices.Sort(out)
 	return out
-}
-
-func containsInt(s []int, v int) bool {
-	for _, x := range s {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }
 
 // sameAffine compares two affines to within 1e-3 mm (NIfTI-1 stores them as float32).

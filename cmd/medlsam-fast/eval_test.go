@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/medlsam-fast/medlsam-fast/engine/eval"
@@ -81,5 +82,21 @@ func TestEval(t *testing.T) {
 	writeVol(t, other, [3]int{10, 10, 5}, func(i, j, k int) float32 { return 0 })
 	if _, errs, code := runCmd(t, "eval", "--mask", other, ref); code != 1 {
 		t.Errorf("shape mismatch: exit %d (%s), want 1", code, errs)
+	}
+}
+
+func TestPresentLabels(t *testing.T) {
+	for _, tc := range []struct {
+		data []float32
+		want []int
+	}{
+		{[]float32{0, 0}, []int{}},
+		{[]float32{3, 1, 0, 3, 2.6}, []int{1, 3}},
+		{[]float32{-2, 1e9, 5, 1e20}, []int{5, 1000000000}},
+	} {
+		got := presentLabels(tc.data)
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("presentLabels(%v) = %v, want %v", tc.data, got, tc.want)
+		}
 	}
 }

@@ -16,7 +16,6 @@ import (
 	"github.com/medlsam-fast/medlsam-fast/engine"
 	"github.com/medlsam-fast/medlsam-fast/engine/gpu"
 	"github.com/medlsam-fast/medlsam-fast/engine/localize"
-	"github.com/medlsam-fast/medlsam-fast/engine/nifti"
 )
 
 func init() {
@@ -103,45 +102,36 @@ func (g gpuFlags) engineOptions(o engine.Options) engine.Options {
 	return o
 }
 
-func runLocalize(args []string, stdout io.Writer) error {
-	fs := newFlags("localize", "[QUERY.nii[.gz]]", stdout)
-	var f localizeFlags
+// addShared registers the MedLAM options that localize and segment share: the template
+// sources (--template, --templates-file), the organs, the models, ONNX Runtime, the
+// localisation settings and the device flags.
+func (f *localizeFlags) addShared(fs *pflag.FlagSet) {
 	fs.StringArrayVar(&f.templates, "template", nil,
 		"template IMAGE:LABELS pair of NIfTI files (repeat for several templates)")
-	fs.StringVar(&f.points, "template-points", "",
-		"JSON file of template images and their organs' points (schema: localize."+
-			"TemplatePoints), instead of --template pairs")
 	fs.StringVar(&f.templateSet, "templates-file", "",
-		"load a saved template set instead of computing it from --template pairs")
-	fs.StringVar(&f.saveTemplates, "save-templates", "",
-		"write the template set to this file (atomically) for later runs")
+		"load a template set saved by localize --save-templates instead of computing it "+
+			"from --template pairs")
 	fs.StringSliceVar(&f.organs, "organs", nil,
 		"organs to localise: label numbers or names from --label-names (comma-separated)")
 	fs.StringVar(&f.labelNames, "label-names", "",
 		`JSON object mapping label values to names, e.g. {"5": "liver"}`)
-	fs.StringVar(&f.models, "models", "models/full", "directory of the MedLAM ONNX models")
+	fs.StringVar(&f.models, "models", "models/full", "directory of the ONNX models")
 	fs.StringVar(&f.modelName, "model-name", "",
-		"model base name: NAME.onnx (full) and NAME-encoder.onnx (optional, coarse step); "+
-			"default medlam, or the directory's only MedLAM model")
+		"MedLAM model base name: NAME.onnx (full) and NAME-encoder.onnx (optional, coarse "+
+			"step); default medlam, or the directory's only MedLAM model")
 	fs.StringVar(&f.ortLib, "ort-lib", "", "path of libonnxruntime.so.1 (default: search)")
 	fs.IntVar(&f.threads, "threads", 0, "CPU threads for ONNX Runtime (0: all)")
-	fs.IntVar(&f.batch, "batch", localize.DefaultBatchSize, "patches per network call")
+	fs.IntVar(&f.batch, "batch", localize.DefaultBatchSize, "MedLAM patches per network call")
 	fs.Uint64Var(&f.seed, "seed", 2023, "seed of the coarse step's random crops")
 	fs.StringVar(&f.mode, "mode", "WPL", "WPL (one box per organ) or SPL (one box per z chunk)")
 	fs.IntVar(&f.sliceInterval, "slice-interval", localize.DefaultSliceInterval,
 		"SPL chunk length in 3 mm slices")
-	fs.StringVarP(&f.out, "out", "o", "", "write the JSON result here (atomically) "+
-		"instead of stdout")
 	f.gpu.add(fs)
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if fs.NArg() > 1 {
-		return fmt.Errorf("%w: at most one query, got %d", errUsage, fs.NArg())
-	}
-	if fs.NArg() == 0 && f.saveTemplates == "" {
-		return fmt.Errorf("%w: no query given (and no --save-templates)", errUsage)
-	}
+}
+
+// check validates the template source (exactly one of --template pairs, --template-points,
+// --templates-file), the mode and the device modes, as usage errors.
+func (f *localizeFlags) check() error {
 	given := 0
 	for _, set := range []bool{len(f.templates) > 0, f.templateSet != "", f.points != ""} {
 		if set {
@@ -152,11 +142,78 @@ func runLocalize(args []string, stdout io.Writer) error {
 		return fmt.Errorf("%w: give one of --template pairs, --template-points or "+
 			"--templates-file", errUsage)
 	}
-	mode := localize.Mode(strings.ToUpper(f.mode))
-	if mode != localize.WPL && mode != localize.SPL {
+	if m := localize.Mode(strings.ToUpper(f.mode)); m != localize.WPL && m != localize.SPL {
 		return fmt.Errorf("%w: --mode %q is neither WPL nor SPL", errUsage, f.mode)
 	}
-	if _, _, err := f.gpu.parse(); err != nil {
+	_, _, err := f.gpu.parse()
+	return err
+}
+
+// openEngine opens MedLAM (engine.Open on the backend of f.gpu) with the localisation
+// settings of f and the kernels kern. f must have passed check. The caller closes the engine.
+func (f *localizeFlags) openEngine(kern localize.Kernels) (*engine.Engine, error) {
+	cfg := localize.Config{Mode: localize.Mode(strings.ToUpper(f.mode)),
+		SliceInterval: f.sliceInterval, BatchSize: f.batch, Seed: f.seed,
+		Logger: slog.Default(), Kernels: kern}
+	return engine.Open(f.models, f.gpu.engineOptions(engine.Options{
+		ModelName: f.modelName, ORTLibrary: f.ortLib, Threads: f.threads, Localize: cfg}))
+}
+
+// loadTemplates loads the template set (--templates-file) or builds it with eng from
+// --template-points or --template pairs, for the organs of --organs.
+func (f *localizeFlags) loadTemplates(ctx context.Context, eng *engine.Engine) (
+	*localize.TemplateSet, error) {
+	switch {
+	case f.templateSet != "":
+		ts, err := eng.LoadTemplates(f.templateSet)
+		if err != nil {
+			return nil, err
+		}
+		slog.Info("template set loaded", "file", f.templateSet, "organs", len(ts.Organs),
+			"points", ts.NumPoints())
+		return ts, nil
+	case f.points != "":
+		var organs []localize.Organ // default: every organ of the points file
+		if len(f.organs) > 0 {
+			var err error
+			if organs, err = parseOrgans(f.organs, f.labelNames); err != nil {
+				return nil, err
+			}
+		}
+		return eng.BuildTemplatesFromPoints(ctx, f.points, organs)
+	}
+	organs, err := parseOrgans(f.organs, f.labelNames)
+	if err != nil {
+		return nil, err
+	}
+	tpl, err := templateInputs(f.templates)
+	if err != nil {
+		return nil, err
+	}
+	return eng.BuildTemplates(ctx, tpl, organs)
+}
+
+func runLocalize(args []string, stdout io.Writer) error {
+	fs := newFlags("localize", "[QUERY.nii[.gz]]", stdout)
+	var f localizeFlags
+	f.addShared(fs)
+	fs.StringVar(&f.points, "template-points", "",
+		"JSON file of template images and their organs' points (schema: localize."+
+			"TemplatePoints), instead of --template pairs")
+	fs.StringVar(&f.saveTemplates, "save-templates", "",
+		"write the template set to this file (atomically) for later runs")
+	fs.StringVarP(&f.out, "out", "o", "", "write the JSON result here (atomically) "+
+		"instead of stdout")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 1 {
+		return fmt.Errorf("%w: at most one query, got %d", errUsage, fs.NArg())
+	}
+	if fs.NArg() == 0 && f.saveTemplates == "" {
+		return fmt.Errorf("%w: no query given (and no --save-templates)", errUsage)
+	}
+	if err := f.check(); err != nil {
 		return err
 	}
 	kern, err := f.gpu.openKernels()
@@ -164,76 +221,30 @@ func runLocalize(args []string, stdout io.Writer) error {
 		return err
 	}
 	defer kern.Close()
-	cfg := localize.Config{Mode: mode, SliceInterval: f.sliceInterval, BatchSize: f.batch,
-		Seed: f.seed, Logger: slog.Default(), Kernels: kern}
-	ctx := context.Background()
-
-	eng, err := engine.Open(f.models, f.gpu.engineOptions(engine.Options{
-		ModelName: f.modelName, ORTLibrary: f.ortLib, Threads: f.threads, Localize: cfg}))
+	eng, err := f.openEngine(kern)
 	if err != nil {
 		return err
 	}
 	defer eng.Close()
-
-	var ts *localize.TemplateSet
-	switch {
-	case f.templateSet != "":
-		ts, err = eng.LoadTemplates(f.templateSet)
-		if err != nil {
-			return err
-		}
-		slog.Info("localize: template set loaded", "file", f.templateSet,
-			"organs", len(ts.Organs), "points", ts.NumPoints())
-	case f.points != "":
-		var organs []localize.Organ
-		if len(f.organs) > 0 {
-			if organs, err = parseOrgans(f.organs, f.labelNames); err != nil {
-				return err
-			}
-		}
-		if ts, err = eng.BuildTemplatesFromPoints(ctx, f.points, organs); err != nil {
-			return err
-		}
-	default:
-		organs, err := parseOrgans(f.organs, f.labelNames)
-		if err != nil {
-			return err
-		}
-		tpl, err := templateInputs(f.templates)
-		if err != nil {
-			return err
-		}
-		if ts, err = eng.BuildTemplates(ctx, tpl, organs); err != nil {
-			return err
-		}
+	ctx := context.Background()
+	ts, err := f.loadTemplates(ctx, eng)
+	if err != nil {
+		return err
 	}
 	if f.saveTemplates != "" {
 		if err := ts.Save(f.saveTemplates); err != nil {
 			return err
 		}
-		slog.Info("localize: template set saved", "file", f.saveTemplates)
+		slog.Info("template set saved", "file", f.saveTemplates)
 	}
 	if fs.NArg() == 0 {
 		return nil
 	}
-
 	res, err := eng.Localize(ctx, ts, fs.Arg(0))
 	if err != nil {
 		return err
 	}
-	b, err := json.MarshalIndent(res, "", "  ")
-	if err != nil {
-		return fmt.Errorf("localize: %w", err)
-	}
-	b = append(b, '\n')
-	if f.out == "" {
-		_, err = stdout.Write(b)
-		return err
-	}
-	if err := writeFileAtomic(f.out, b); err != nil {
-		return fmt.Errorf("localize: writing %s: %w", f.out, err)
-	}
-	return nil
+	return writeReport(stdout, res, f.out, nil)
 }
 
 // templateInputs parses IMAGE:LABELS pairs.
@@ -245,46 +256,6 @@ func templateInputs(pairs []string) ([]engine.TemplateInput, error) {
 			return nil, fmt.Errorf("%w: --template %q: want IMAGE:LABELS", errUsage, p)
 		}
 		out = append(out, engine.TemplateInput{ImagePath: imgPath, LabelsPath: labPath})
-	}
-	return out, nil
-}
-
-// openNetwork opens the MedLAM models through the engine package for callers that drive
-// package localize themselves (the segment subcommand). The returned function closes them.
-func openNetwork(f localizeFlags) (*localize.Network, func(), error) {
-	eng, err := engine.Open(f.models, engine.Options{ModelName: f.modelName,
-		ORTLibrary: f.ortLib, Threads: f.threads})
-	if err != nil {
-		return nil, nil, err
-	}
-	return eng.Network(), func() { eng.Close() }, nil
-}
-
-// readTemplates reads IMAGE:LABELS pairs and prepares them (for the segment subcommand).
-func readTemplates(pairs []string) ([]localize.Template, error) {
-	in, err := templateInputs(pairs)
-	if err != nil {
-		return nil, err
-	}
-	var out []localize.Template
-	for _, t := range in {
-		img, err := nifti.Read(t.ImagePath, nifti.ReadOptions{})
-		if err != nil {
-			return nil, err
-		}
-		lab, err := nifti.Read(t.LabelsPath, nifti.ReadOptions{})
-		if err != nil {
-			return nil, err
-		}
-		gi, err := localize.Prepare(img.Volume, t.ImagePath, localize.Image)
-		if err != nil {
-			return nil, err
-		}
-		gl, err := localize.Prepare(lab.Volume, t.LabelsPath, localize.Labels)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, localize.Template{Image: gi, Labels: gl})
 	}
 	return out, nil
 }

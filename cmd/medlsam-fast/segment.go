@@ -11,8 +11,6 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/medlsam-fast/medlsam-fast/engine"
-	"github.com/medlsam-fast/medlsam-fast/engine/eval"
 	"github.com/medlsam-fast/medlsam-fast/engine/gpu"
 	"github.com/medlsam-fast/medlsam-fast/engine/localize"
 	"github.com/medlsam-fast/medlsam-fast/engine/nifti"
@@ -45,24 +43,10 @@ type segmentQuery struct {
 	GPUAttempts []gpu.Attempt `json:"gpu_attempts,omitempty"`
 }
 
-func runSegment(args []string, stdout io.Writer) error {
+func runSegment(args []string, stdout io.Writer) (err error) {
 	fs := newFlags("segment", "QUERY.nii[.gz]...", stdout)
 	var lf localizeFlags
-	fs.StringArrayVar(&lf.templates, "template", nil,
-		"template IMAGE:LABELS pair (repeatable); or use --templates-file")
-	fs.StringVar(&lf.templateSet, "templates-file", "", "template set saved by localize")
-	fs.StringSliceVar(&lf.organs, "organs", nil, "organs to find: label values or names")
-	fs.StringVar(&lf.labelNames, "label-names", "", "JSON file mapping label value -> name")
-	fs.StringVar(&lf.models, "models", "models/full", "directory of the ONNX models")
-	fs.StringVar(&lf.modelName, "model-name", "", "MedLAM model base name (default medlam, "+
-		"or the directory's only MedLAM model)")
-	fs.StringVar(&lf.ortLib, "ort-lib", "", "path of libonnxruntime.so.1 (default: search)")
-	fs.IntVar(&lf.threads, "threads", 0, "CPU threads for ONNX Runtime (0: all)")
-	fs.IntVar(&lf.batch, "batch", localize.DefaultBatchSize, "MedLAM patches per network call")
-	fs.Uint64Var(&lf.seed, "seed", 2023, "seed of the coarse step's random crops")
-	fs.StringVar(&lf.mode, "mode", "WPL", "WPL (one box per organ) or SPL (per z chunk)")
-	fs.IntVar(&lf.sliceInterval, "slice-interval", localize.DefaultSliceInterval,
-		"SPL chunk length in 3 mm slices")
+	lf.addShared(fs)
 	boxes := fs.String("boxes", "", "a localize JSON result: segment its boxes, no MedLAM "+
 		"(one query only)")
 	samName := fs.String("sam-name", "sam", "SAM model base name: NAME-encoder.onnx and "+
@@ -73,7 +57,6 @@ func runSegment(args []string, stdout io.Writer) error {
 	report := fs.StringP("out", "o", "", "write the JSON report here (default: stdout)")
 	summary := fs.Bool("summary", false, "print a summary table on stdout instead of the "+
 		"JSON (which --out still writes)")
-	lf.gpu.add(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -87,9 +70,22 @@ func runSegment(args []string, stdout io.Writer) error {
 		return fmt.Errorf("%w: give --boxes, or either --template pairs or --templates-file",
 			errUsage)
 	}
+	if *boxes == "" {
+		if err := lf.check(); err != nil {
+			return err
+		}
+	}
 	_, backendMode, err := lf.gpu.parse()
 	if err != nil {
 		return err
+	}
+	masks := map[string]string{}
+	for _, q := range fs.Args() {
+		m := maskPath(*outDir, q)
+		if prev, ok := masks[m]; ok {
+			return fmt.Errorf("%w: queries %s and %s would both write %s", errUsage, prev, q, m)
+		}
+		masks[m] = q
 	}
 	ctx := context.Background()
 	// SAM's backend: TensorRT engines in the supervised worker, or ONNX Runtime here.
@@ -120,42 +116,48 @@ func runSegment(args []string, stdout io.Writer) error {
 		defer closeSAM()
 	}
 
-	var locate func(path string, img *nifti.Image) (*localize.Result, error)
+	var locate locator
 	if *boxes != "" {
-		b, err := os.ReadFile(*boxes)
-		if err != nil {
-			return fmt.Errorf("segment: %w", err)
-		}
-		var r localize.Result
-		if err := json.Unmarshal(b, &r); err != nil {
-			return fmt.Errorf("segment: boxes file %s: %w", *boxes, err)
-		}
-		locate = func(path string, img *nifti.Image) (*localize.Result, error) {
-			if r.Shape != img.Volume.Shape {
-				return nil, fmt.Errorf("segment: boxes file %s is for shape %v, query %s is %v",
-					*boxes, r.Shape, path, img.Volume.Shape)
-			}
-			return &r, nil
+		if locate, err = boxesLocator(*boxes); err != nil {
+			return err
 		}
 	} else {
-		var closeNet func()
-		locate, closeNet, err = localizer(ctx, lf, kern)
+		eng, err := lf.openEngine(kern)
 		if err != nil {
 			return err
 		}
-		defer closeNet()
+		defer eng.Close()
+		ts, err := lf.loadTemplates(ctx, eng)
+		if err != nil {
+			return err
+		}
+		locate = func(path string, img *nifti.Image) (*localize.Result, error) {
+			return eng.LocalizeVolume(ctx, ts, img.Volume, path)
+		}
 	}
 	if err := os.MkdirAll(*outDir, 0o755); err != nil {
-		return fmt.Errorf("segment: %w", err)
+		return fmt.Errorf("segment: output directory: %w", err)
 	}
+	// A failed run leaves none of the masks it wrote: they would not match any report.
+	var written []string
+	defer func() {
+		if err != nil {
+			for _, f := range written {
+				os.Remove(f)
+			}
+		}
+	}()
 	var rep segmentReport
 	if onGPU {
 		batch := choice.EncoderBatch
 		if fs.Changed("sam-batch") {
 			batch = *samBatch
 		}
-		if rep, err = segmentOnGPU(ctx, fs.Args(), locate, *outDir, lf.gpu.engines,
-			batch); err != nil {
+		rep, err = segmentOnGPU(ctx, fs.Args(), locate, *outDir, lf.gpu.engines, batch)
+		for _, q := range rep.Queries {
+			written = append(written, q.Output...)
+		}
+		if err != nil {
 			return err
 		}
 		if *boxes != "" {
@@ -180,6 +182,7 @@ func runSegment(args []string, stdout io.Writer) error {
 			return err
 		}
 		files, err := segment.Write(res, img.Header, maskPath(*outDir, path), *perOrgan)
+		written = append(written, files...)
 		if err != nil {
 			return err
 		}
@@ -190,24 +193,38 @@ func runSegment(args []string, stdout io.Writer) error {
 		}
 		rep.Queries = append(rep.Queries, q)
 	}
-	b, err := json.MarshalIndent(rep, "", "  ")
+	var sum func(io.Writer) error
+	if *summary {
+		sum = func(w io.Writer) error { return writeSegmentSummary(w, rep) }
+	}
+	return writeReport(stdout, rep, *report, sum)
+}
+
+// locator returns the localisation of the query read from path.
+type locator func(path string, img *nifti.Image) (*localize.Result, error)
+
+// boxesLocator reads a localize JSON result from path; the locator it returns gives that
+// result for a query of the same shape whose boxes fit it, and an error naming the file
+// otherwise.
+func boxesLocator(path string) (locator, error) {
+	b, err := os.ReadFile(path)
 	if err != nil {
-		return fmt.Errorf("segment: %w", err)
+		return nil, fmt.Errorf("segment: %w", err)
 	}
-	b = append(b, '\n')
-	if *report != "" {
-		if err := writeFileAtomic(*report, b); err != nil {
-			return err
+	var r localize.Result
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("segment: boxes file %s: %w", path, err)
+	}
+	return func(query string, img *nifti.Image) (*localize.Result, error) {
+		if r.Shape != img.Volume.Shape {
+			return nil, fmt.Errorf("segment: boxes file %s is for shape %v, query %s is %v",
+				path, r.Shape, query, img.Volume.Shape)
 		}
-	}
-	switch {
-	case *summary:
-		return writeSegmentSummary(stdout, rep)
-	case *report == "":
-		_, err = stdout.Write(b)
-		return err
-	}
-	return nil
+		if err := segment.ValidateOrgans(segment.FromLocalization(&r), r.Shape); err != nil {
+			return nil, fmt.Errorf("boxes file %s: %w", path, err)
+		}
+		return &r, nil
+	}, nil
 }
 
 // openSAM opens NAME-encoder.onnx and NAME-decoder.onnx (else NAME-decoder-public.onnx)
@@ -239,45 +256,6 @@ func maskPath(outDir, query string) string {
 	return filepath.Join(outDir, base+"_mask.nii.gz")
 }
 
-// localizer opens MedLAM (engine.Open, on the backend of lf.gpu, with kernels kern), builds
-// or loads the template set once, and returns a function that localises one query with it,
-// and one that closes the network.
-func localizer(ctx context.Context, lf localizeFlags, kern localize.Kernels) (
-	func(string, *nifti.Image) (*localize.Result, error), func(), error) {
-	mode := localize.Mode(strings.ToUpper(lf.mode))
-	if mode != localize.WPL && mode != localize.SPL {
-		return nil, nil, fmt.Errorf("%w: --mode %q is neither WPL nor SPL", errUsage, lf.mode)
-	}
-	cfg := localize.Config{Mode: mode, SliceInterval: lf.sliceInterval, BatchSize: lf.batch,
-		Seed: lf.seed, Logger: slog.Default(), Kernels: kern}
-	eng, err := engine.Open(lf.models, lf.gpu.engineOptions(engine.Options{
-		ModelName: lf.modelName, ORTLibrary: lf.ortLib, Threads: lf.threads, Localize: cfg}))
-	if err != nil {
-		return nil, nil, err
-	}
-	var ts *localize.TemplateSet
-	if lf.templateSet != "" {
-		ts, err = eng.LoadTemplates(lf.templateSet)
-	} else {
-		var organs []localize.Organ
-		organs, err = parseOrgans(lf.organs, lf.labelNames)
-		if err == nil {
-			var tpl []engine.TemplateInput
-			tpl, err = templateInputs(lf.templates)
-			if err == nil {
-				ts, err = eng.BuildTemplates(ctx, tpl, organs)
-			}
-		}
-	}
-	if err != nil {
-		eng.Close()
-		return nil, nil, err
-	}
-	return func(path string, img *nifti.Image) (*localize.Result, error) {
-		return eng.LocalizeVolume(ctx, ts, img.Volume, path)
-	}, func() { eng.Close() }, nil
-}
-
 // workerCommand returns how the supervisor starts a GPU worker on the engines in dir (this
 // binary's hidden gpu-worker subcommand); tests replace it with a fake worker.
 var workerCommand = func(dir string) func() *exec.Cmd {
@@ -292,9 +270,8 @@ var workerCommand = func(dir string) func() *exec.Cmd {
 // the device; the label map written to outDir). The supervisor restarts a crashed worker and
 // retries with a smaller encoder batch (starting at batch). The label maps are read back to
 // count each organ's voxels for the report.
-func segmentOnGPU(ctx context.Context, queries []string,
-	locate func(string, *nifti.Image) (*localize.Result, error), outDir, engines string,
-	batch int) (segmentReport, error) {
+func segmentOnGPU(ctx context.Context, queries []string, locate locator, outDir,
+	engines string, batch int) (segmentReport, error) {
 	tmp, err := os.MkdirTemp("", "medlsam-organs-")
 	if err != nil {
 		return segmentReport{}, fmt.Errorf("segment: %w", err)
@@ -311,8 +288,12 @@ func segmentOnGPU(ctx context.Context, queries []string,
 		if err != nil {
 			return rep, err
 		}
+		seg := segment.FromLocalization(loc)
+		if err := segment.ValidateOrgans(seg, img.Volume.Shape); err != nil {
+			return rep, fmt.Errorf("%w (query %s)", err, path)
+		}
 		var organs []gpu.Organ
-		for _, o := range segment.FromLocalization(loc) {
+		for _, o := range seg {
 			organs = append(organs, gpu.Organ{Label: o.Label, Name: o.Name, Box: o.Box,
 				Chunks: o.Chunks})
 		}
@@ -345,9 +326,9 @@ func segmentOnGPU(ctx context.Context, queries []string,
 	if err := json.Unmarshal(out.Result, &results); err != nil {
 		return rep, fmt.Errorf("segment: gpu worker answer: %w", err)
 	}
-	if len(results) != len(jobs) {
-		return rep, fmt.Errorf("segment: gpu worker answered %d results for %d queries",
-			len(results), len(jobs))
+	if len(results) != len(jobs) || len(out.Attempts) == 0 {
+		return rep, fmt.Errorf("segment: gpu worker answered %d results for %d queries "+
+			"after %d attempts", len(results), len(jobs), len(out.Attempts))
 	}
 	var failed []string
 	for i, r := range results {
@@ -373,25 +354,8 @@ func segmentOnGPU(ctx context.Context, queries []string,
 			}
 		}
 		for _, o := range segment.FromLocalization(q.Localization) {
-			boxes := o.Chunks
-			if len(boxes) == 0 {
-				boxes = []eval.Box{o.Box}
-			}
-			or := segment.OrganReport{Organ: o, Voxels: count[o.Label], FirstSlice: -1,
-				LastSlice: -1}
-			ks := map[int]bool{}
-			for _, b := range boxes {
-				or.Boxes1024 = append(or.Boxes1024, segment.Box1024(b, q.Segmentation.Shape[0],
-					q.Segmentation.Shape[1]))
-				for k := b.Min[2]; k <= b.Max[2]; k++ {
-					ks[k] = true
-				}
-				if or.FirstSlice < 0 || b.Min[2] < or.FirstSlice {
-					or.FirstSlice = b.Min[2]
-				}
-				or.LastSlice = max(or.LastSlice, b.Max[2])
-			}
-			or.Slices = len(ks)
+			or := segment.NewOrganReport(o, q.Segmentation.Shape[0], q.Segmentation.Shape[1])
+			or.Voxels = count[o.Label]
 			q.Segmentation.Organs = append(q.Segmentation.Organs, or)
 		}
 		q.Output = []string{jobs[i].Mask}
