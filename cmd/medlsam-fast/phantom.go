@@ -54,7 +54,7 @@ func runPhantom(args []string, stdout io.Writer) error {
 	}
 	dir := fs.Arg(0)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
+		return fmt.Errorf("phantom: output directory: %w", err)
 	}
 	img := filepath.Join(dir, "phantom_ct.nii.gz")
 	lab := filepath.Join(dir, "phantom_labels.nii.gz")
@@ -70,7 +70,12 @@ func runPhantom(args []string, stdout io.Writer) error {
 	for _, o := range p.Organs {
 		m[strconv.Itoa(o.Label)] = o.Name
 	}
-	b, _ := json.MarshalIndent(m, "", "  ")
+	b, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		os.Remove(img)
+		os.Remove(lab)
+		return fmt.Errorf("phantom: label names: %w", err)
+	}
 	if err := writeFileAtomic(names, append(b, '\n')); err != nil {
 		os.Remove(img)
 		os.Remove(lab)
