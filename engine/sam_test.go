@@ -254,12 +254,13 @@ func TestSegmentBoxesFake(t *testing.T) {
 		1: {Min: [3]int{4, 5, 2}, Max: [3]int{14, 20, 6}},
 		5: {Min: [3]int{24, 3, 5}, Max: [3]int{36, 25, 9}},
 	}
-	loc := &localize.Result{Query: query, Shape: [3]int{40, 30, 12}, Organs: []localize.OrganBox{
-		{Organ: localize.Organ{Label: 1, Name: "spleen"},
-			BoxOnGrid: localize.BoxOnGrid{Box: boxes[1]}},
-		{Organ: localize.Organ{Label: 5, Name: "liver"},
-			BoxOnGrid: localize.BoxOnGrid{Box: boxes[5]}},
-	}}
+	loc := &localize.Result{Query: query, Shape: [3]int{40, 30, 12},
+		Organs: []localize.OrganBox{
+			{Organ: localize.Organ{Label: 1, Name: "spleen"},
+				BoxOnGrid: localize.BoxOnGrid{Box: boxes[1]}},
+			{Organ: localize.Organ{Label: 5, Name: "liver"},
+				BoxOnGrid: localize.BoxOnGrid{Box: boxes[5]}},
+		}}
 	mask := filepath.Join(dir, "out", "query_mask.nii.gz")
 	if err := os.Mkdir(filepath.Dir(mask), 0o755); err != nil {
 		t.Fatal(err)
