@@ -214,7 +214,8 @@ func TestOpenSAM(t *testing.T) {
 	}
 }
 
-// fakeQuery writes a small CT-like query with a flipped, shifted affine to dir and returns its path.
+// fakeQuery writes a small CT-like query with a flipped, shifted affine to dir and returns
+// its path.
 func fakeQuery(t *testing.T, dir string) string {
 	t.Helper()
 	v, err := volume.New([3]int{40, 30, 12}, [3]float64{0.8, 0.9, 2.5})
