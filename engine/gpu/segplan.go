@@ -25,8 +25,9 @@ type segBatch struct {
 // slice from its zmin to its zmax; a chunk's box on the chunk's slices; prompt boxes from
 // segment.Box1024, as on the CPU path) into batches of at
 // most batch slices. Masks are grouped by slice, in organ order within a slice, which is
-// the order the mask post-processing breaks ties in. Boxes outside the volume, inverted
-// boxes and labels outside int16 are refused, naming the organ.
+// the order the mask post-processing breaks ties in; an organ has one mask per slice (the
+// later chunk's where chunks overlap). Boxes outside the volume, inverted boxes, labels
+// outside int16 and repeated labels are refused, naming the organ.
 func segPlan(organs []Organ, shape [3]int, batch int) ([]segBatch, error) {
 	if batch < 1 {
 		return nil, fmt.Errorf("gpu: segment plan: batch %d", batch)
@@ -36,15 +37,24 @@ func segPlan(organs []Organ, shape [3]int, batch int) ([]segBatch, error) {
 		label int16
 	}
 	perK := make(map[int][]mask)
+	seen := make(map[int]bool)
 	for i, o := range organs {
 		if o.Label < 1 || o.Label > math.MaxInt16 {
 			return nil, fmt.Errorf("gpu: organ %d (%s): label %d outside [1, %d]", i, o.Name,
 				o.Label, math.MaxInt16)
 		}
+		if seen[o.Label] {
+			return nil, fmt.Errorf("gpu: organ %d (%s): label %d given twice", i, o.Name,
+				o.Label)
+		}
+		seen[o.Label] = true
 		boxes := o.Chunks
 		if len(boxes) == 0 {
 			boxes = []eval.Box{o.Box}
 		}
+		// One prompt per organ and slice: where chunks share a slice, the later chunk's
+		// box is used, as in the reference and on the CPU path (segment.Segment).
+		mine := make(map[int][4]float32)
 		for _, b := range boxes {
 			if err := checkBox(b, shape); err != nil {
 				return nil, fmt.Errorf("gpu: organ %d (%s, label %d): %w", i, o.Name, o.Label,
@@ -52,8 +62,11 @@ func segPlan(organs []Organ, shape [3]int, batch int) ([]segBatch, error) {
 			}
 			pb := segment.Box1024(b, shape[0], shape[1])
 			for k := b.Min[2]; k <= b.Max[2]; k++ {
-				perK[k] = append(perK[k], mask{pb, int16(o.Label)})
+				mine[k] = pb
 			}
+		}
+		for k, pb := range mine {
+			perK[k] = append(perK[k], mask{pb, int16(o.Label)})
 		}
 	}
 	var out []segBatch

@@ -34,6 +34,9 @@ func TestSegPlan(t *testing.T) {
 			[][]int16{{3, 3, 7, 3, 7}}, [][]int32{{0, 1, 2, 4, 5}}},
 		{"chunks on their slices", []Organ{split}, 2, [][]int{{7, 8}, {9}},
 			[][]int16{{9, 9}, {9}}, [][]int32{{0, 1, 2}, {0, 1}}},
+		{"overlapping chunks, one mask per slice", []Organ{{Label: 9, Chunks: []eval.Box{
+			box(0, 0, 6, 3, 3, 8), box(4, 4, 8, 9, 9, 9)}}}, 8, [][]int{{6, 7, 8, 9}},
+			[][]int16{{9, 9, 9, 9}}, [][]int32{{0, 1, 2, 3, 4}}},
 		{"nothing", nil, 4, nil, nil, nil},
 	}
 	for _, tc := range tests {
@@ -76,6 +79,16 @@ func TestSegPlan(t *testing.T) {
 	if got, want := plan[0].Boxes[3], segment.Box1024(a.Box, 40, 30); got != want {
 		t.Errorf("box of liver on slice 4 = %v, want %v", got, want)
 	}
+	// Where chunks overlap, the later chunk's box, as segment.Segment does.
+	late := box(4, 4, 8, 9, 9, 9)
+	plan, err = segPlan([]Organ{{Label: 9, Chunks: []eval.Box{box(0, 0, 6, 3, 3, 8), late}}},
+		shape, 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := plan[0].Boxes[2], segment.Box1024(late, 40, 30); got != want {
+		t.Errorf("box on the shared slice 8 = %v, want the later chunk's %v", got, want)
+	}
 }
 
 func TestSegPlanRefuses(t *testing.T) {
@@ -101,5 +114,13 @@ func TestSegPlanRefuses(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: err %v, want one containing %q", tc.name, err, tc.want)
 		}
+	}
+}
+
+func TestSegPlanRefusesRepeatedLabel(t *testing.T) {
+	o := Organ{Label: 4, Name: "x", Box: box(0, 0, 0, 4, 4, 4)}
+	_, err := segPlan([]Organ{o, o}, [3]int{40, 30, 10}, 2)
+	if err == nil || !strings.Contains(err.Error(), "label 4 given twice") {
+		t.Errorf("err %v, want one about label 4 given twice", err)
 	}
 }
