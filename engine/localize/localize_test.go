@@ -252,3 +252,32 @@ func TestBoxesMapBack(t *testing.T) {
 		t.Errorf("world box %+v", w)
 	}
 }
+
+// TestTemplateLabelsOtherGrid: a label map whose grid differs from its image's, in shape or
+// in position, is refused naming both files, even where the resampled grids agree.
+func TestTemplateLabelsOtherGrid(t *testing.T) {
+	s := scene{dims: [3]int{80, 80, 80}}
+	img := s.image(t)
+	shifted := *s.labels(t)
+	shifted.srcAffine[0][3] += 6 // two voxels along x
+	smaller := *scene{dims: [3]int{80, 80, 79}}.labels(t)
+	for _, tc := range []struct {
+		name   string
+		labels *Grid
+		ok     bool
+	}{
+		{"same grid", s.labels(t), true},
+		{"shifted", &shifted, false},
+		{"other shape", &smaller, false},
+	} {
+		_, err := BuildTemplateSet(context.Background(), fakeNet(t),
+			[]Template{{Image: img, Labels: tc.labels}}, sceneOrganList, quiet)
+		if tc.ok != (err == nil) {
+			t.Errorf("%s: error %v", tc.name, err)
+		}
+		if !tc.ok && (err == nil || !strings.Contains(err.Error(), "labels.nii.gz") ||
+			!strings.Contains(err.Error(), "image.nii.gz")) {
+			t.Errorf("%s: error %v should name both files", tc.name, err)
+		}
+	}
+}

@@ -4,10 +4,12 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math"
 	"slices"
 	"time"
 
 	"github.com/medlsam-fast/medlsam-fast/engine/backend"
+	"github.com/medlsam-fast/medlsam-fast/engine/volume"
 	"github.com/medlsam-fast/medlsam-fast/kernels"
 )
 
@@ -109,9 +111,11 @@ func BuildTemplateSet(ctx context.Context, net *Network, templates []Template,
 		if given {
 			continue
 		}
-		if t.Image.Dims() != t.Labels.Dims() {
-			return nil, fmt.Errorf("localize: template %s: label map %s has grid %v, the "+
-				"image %v", t.Image.Source, t.Labels.Source, t.Labels.Dims(), t.Image.Dims())
+		if t.Image.srcShape != t.Labels.srcShape ||
+			!sameGrid(t.Image.srcAffine, t.Labels.srcAffine) {
+			return nil, fmt.Errorf("localize: template %s: label map %s is on another grid "+
+				"(shape %v, affine %v; the image's %v, %v)", t.Image.Source, t.Labels.Source,
+				t.Labels.srcShape, t.Labels.srcAffine, t.Image.srcShape, t.Image.srcAffine)
 		}
 	}
 	ts := &TemplateSet{ModelSHA256: net.ModelSHA256, Mode: cfg.Mode,
@@ -295,4 +299,18 @@ func checkPosition(t backend.Tensor) error {
 			t.Name, t.Shape)
 	}
 	return nil
+}
+
+// sameGrid tells whether two voxel-to-world affines agree within 1e-3 mm (relative for large
+// entries): NIfTI-1 stores them as float32, so a label map saved beside its image may differ
+// in the last bits.
+func sameGrid(a, b volume.Affine) bool {
+	for r := 0; r < 4; r++ {
+		for c := 0; c < 4; c++ {
+			if math.Abs(a[r][c]-b[r][c]) > 1e-3*max(1, math.Abs(a[r][c])) {
+				return false
+			}
+		}
+	}
+	return true
 }
