@@ -86,7 +86,7 @@ func runEval(args []string, stdout io.Writer) error {
 			return fmt.Errorf("eval: mask %s has shape %v, labels %s %v", *pred,
 				p.Volume.Shape, refPath, ref.Volume.Shape)
 		}
-		if !sameAffine(p.Volume.Affine, ref.Volume.Affine) {
+		if !p.Volume.Affine.Near(ref.Volume.Affine, 1e-3) {
 			return fmt.Errorf("eval: mask %s and labels %s have different affines", *pred,
 				refPath)
 		}
@@ -178,16 +178,4 @@ func presentLabels(data []float32) []int {
 	}
 	slices.Sort(out)
 	return out
-}
-
-// sameAffine compares two affines to within 1e-3 mm (NIfTI-1 stores them as float32).
-func sameAffine(a, b [4][4]float64) bool {
-	for r := 0; r < 4; r++ {
-		for c := 0; c < 4; c++ {
-			if math.Abs(a[r][c]-b[r][c]) > 1e-3*max(1, math.Abs(a[r][c])) {
-				return false
-			}
-		}
-	}
-	return true
 }

@@ -4,12 +4,10 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"math"
 	"slices"
 	"time"
 
 	"github.com/medlsam-fast/medlsam-fast/engine/backend"
-	"github.com/medlsam-fast/medlsam-fast/engine/volume"
 	"github.com/medlsam-fast/medlsam-fast/kernels"
 )
 
@@ -112,7 +110,7 @@ func BuildTemplateSet(ctx context.Context, net *Network, templates []Template,
 			continue
 		}
 		if t.Image.srcShape != t.Labels.srcShape ||
-			!sameGrid(t.Image.srcAffine, t.Labels.srcAffine) {
+			!t.Image.srcAffine.Near(t.Labels.srcAffine, gridTolerance) {
 			return nil, fmt.Errorf("localize: template %s: label map %s is on another grid "+
 				"(shape %v, affine %v; the image's %v, %v)", t.Image.Source, t.Labels.Source,
 				t.Labels.srcShape, t.Labels.srcAffine, t.Image.srcShape, t.Image.srcAffine)
@@ -301,16 +299,6 @@ func checkPosition(t backend.Tensor) error {
 	return nil
 }
 
-// sameGrid tells whether two voxel-to-world affines agree within 1e-3 mm (relative for large
-// entries): NIfTI-1 stores them as float32, so a label map saved beside its image may differ
-// in the last bits.
-func sameGrid(a, b volume.Affine) bool {
-	for r := 0; r < 4; r++ {
-		for c := 0; c < 4; c++ {
-			if math.Abs(a[r][c]-b[r][c]) > 1e-3*max(1, math.Abs(a[r][c])) {
-				return false
-			}
-		}
-	}
-	return true
-}
+// gridTolerance is how far, in mm, a label map's affine may differ from its image's: NIfTI-1
+// stores affines as float32.
+const gridTolerance = 1e-3

@@ -123,3 +123,18 @@ func (a Affine) Mul(b Affine) Affine {
 	}
 	return c
 }
+
+// Near reports whether every entry of a and b agrees within tol, relative to the entry's
+// magnitude when that exceeds 1. Affines read from NIfTI-1 files are float32, so an image and
+// the label map saved beside it may differ in the last bits: compare them with a tolerance
+// such as 1e-3 mm, not with ==.
+func (a Affine) Near(b Affine, tol float64) bool {
+	for r := 0; r < 4; r++ {
+		for c := 0; c < 4; c++ {
+			if math.Abs(a[r][c]-b[r][c]) > tol*max(1, math.Abs(a[r][c])) {
+				return false
+			}
+		}
+	}
+	return true
+}
