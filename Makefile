@@ -37,6 +37,7 @@ lint:
 test-go:
 	$(GO) test -count=1 -timeout 30m ./...
 	$(GO) test -race -short -count=1 -timeout 30m ./...
+	$(GO) test -tags purego -count=1 ./internal/gunzip/ ./engine/nifti/
 
 test-python:
 	@if $(PYTHON) -c 'import torch, onnx' 2>/dev/null; then \

@@ -42,7 +42,8 @@ if ! command -v go >/dev/null 2>&1; then
 	exit 1
 fi
 
-pkgs=(ca-certificates make gcc)
+# gcc for cgo; zlib1g-dev because .nii.gz files inflate through the system zlib.
+pkgs=(ca-certificates make gcc zlib1g-dev)
 # npm fetches the ONNX Runtime package; a machine with Node.js from elsewhere already has it.
 command -v npm >/dev/null 2>&1 || pkgs+=(npm)
 if [ "$want_test" = 1 ]; then

@@ -10,9 +10,8 @@ import (
 	"math"
 	"os"
 
-	"github.com/klauspost/compress/gzip"
-
 	"github.com/medlsam-fast/medlsam-fast/engine/volume"
+	"github.com/medlsam-fast/medlsam-fast/internal/gunzip"
 )
 
 // DefaultMaxBytes is the voxel memory cap Read uses when ReadOptions.MaxBytes is zero.
@@ -100,7 +99,7 @@ type gzipError struct{ err error }
 func (e *gzipError) Error() string { return "corrupt or truncated gzip stream: " + e.err.Error() }
 func (e *gzipError) Unwrap() error { return e.err }
 
-type gzipReader struct{ r *gzip.Reader }
+type gzipReader struct{ r *gunzip.Reader }
 
 func (g gzipReader) Read(p []byte) (int, error) {
 	n, err := g.r.Read(p)
@@ -146,10 +145,11 @@ func decode(ra io.ReaderAt, size int64, opt ReadOptions) (*Image, error) {
 		} else {
 			src = bufio.NewReaderSize(io.NewSectionReader(ra, 0, size), 1<<17)
 		}
-		zr, err := gzip.NewReader(src)
+		zr, err := gunzip.NewReader(src)
 		if err != nil {
 			return nil, &gzipError{err}
 		}
+		defer zr.Close()
 		stream = gzipReader{zr}
 	} else {
 		stream = io.NewSectionReader(ra, 0, size)
@@ -290,8 +290,8 @@ func parseExtensions(b []byte, bo binary.ByteOrder, start int64) (
 
 // readStream decodes the voxels from a sequential stream: one goroutine inflates chunks
 // while the caller converts the previous one. Float32 voxels are read straight into out.
-// TODO(#2): inflate itself is single-threaded and bounds .nii.gz reads; a block index
-// (as rapidgzip builds) would let several cores inflate one file.
+// Inflate (internal/gunzip, the system zlib) is single-threaded and still most of a .nii.gz
+// read; a block index (as rapidgzip builds) would let several cores inflate one file.
 func readStream(r io.Reader, out []float32, dt Datatype, swap bool, plan *scalePlan) error {
 	if dt == Float32 {
 		if err := readFull(r, float32Bytes(out), "data"); err != nil {
