@@ -61,10 +61,10 @@
 // # Speed
 //
 // build/bench/localize_compare.py times each stage here and in torch on the full-size random
-// network. The coarse step (encoder only) and the similarity search (kernels' GEMM) beat
-// the reference by about 6x; the full network in ONNX Runtime (fp32, one thread per sample)
-// is about 1.6x slower per patch than torch 1.13 on 2 threads, so template building and the
-// refinement network miss issue 3's 3x target.
+// network. On an otherwise idle machine: the coarse step (encoder only) 7.1x, the similarity
+// search (kernels' GEMM) 12.1x, template features 1.1x and the refinement network 1.4x per
+// point, a 16-organ query 2.1x (estimated from the rows). The two network stages therefore
+// miss issue 3's 3x target.
 //
 // Why 3x is out of reach for those two stages on this CPU at fp32 (measured with
 // build/bench/medlam_network_compare.py and a standalone FMA loop): the fp32 FMA peak is
