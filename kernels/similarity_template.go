@@ -15,6 +15,10 @@ func L2NormaliseChannels(x []float32, channels, voxels int) error {
 		return fmt.Errorf("kernels: l2 normalise: channels %d and voxels %d must be >= 1",
 			channels, voxels)
 	}
+	if voxels > math.MaxInt/channels {
+		return fmt.Errorf("kernels: l2 normalise: maps of %d channels x %d voxels overflow int",
+			channels, voxels)
+	}
 	if len(x)%(channels*voxels) != 0 {
 		return fmt.Errorf("kernels: l2 normalise: %d values are not a whole number of maps of"+
 			" %d channels x %d voxels", len(x), channels, voxels)
@@ -59,6 +63,9 @@ func AddTemplateKernel(dst, features []float32, channels, size, kernel int) erro
 	case channels < 1 || size < 1 || kernel < 2 || kernel%2 != 0 || kernel > size:
 		return fmt.Errorf("kernels: template kernel: channels %d, size %d, kernel %d: want"+
 			" channels >= 1 and an even kernel in [2, size]", channels, size, kernel)
+	case !fitsInt(channels, size, size, size):
+		return fmt.Errorf("kernels: template kernel: features of channels %d x %d^3 overflow"+
+			" int", channels, size)
 	case len(features) != channels*size*size*size:
 		return fmt.Errorf("kernels: template kernel: features hold %d values, want %d"+
 			" (channels %d x %d^3)", len(features), channels*size*size*size, channels, size)
@@ -82,4 +89,16 @@ func AddTemplateKernel(dst, features []float32, channels, size, kernel int) erro
 		}
 	}
 	return nil
+}
+
+// fitsInt reports whether the product of the positive factors fits in an int.
+func fitsInt(factors ...int) bool {
+	p := 1
+	for _, f := range factors {
+		if f > math.MaxInt/p {
+			return false
+		}
+		p *= f
+	}
+	return true
 }

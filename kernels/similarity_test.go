@@ -642,3 +642,47 @@ func TestSimilaritySteadyStateAllocations(t *testing.T) {
 		})
 	}
 }
+
+// TestTemplateHelpersOverflow checks that sizes whose products overflow int give an error,
+// not a division by zero or an index out of range.
+func TestTemplateHelpersOverflow(t *testing.T) {
+	big := 1 << 32 // big*big wraps to 0 on 64-bit int
+	l2 := []struct {
+		name             string
+		n                int
+		channels, voxels int
+	}{
+		{"channels x voxels wraps to 0", 0, big, big},
+		{"channels x voxels wraps to 0, data", 8, big, big},
+		{"voxels above the data", 8, 1, 1 << 40},
+	}
+	for _, tc := range l2 {
+		t.Run("l2/"+tc.name, func(t *testing.T) {
+			err := L2NormaliseChannels(make([]float32, tc.n), tc.channels, tc.voxels)
+			if err == nil {
+				t.Fatalf("channels %d, voxels %d over %d values accepted",
+					tc.channels, tc.voxels, tc.n)
+			}
+		})
+	}
+	kern := []struct {
+		name                 string
+		nDst, nFeat          int
+		channels, size, kern int
+	}{
+		// size^3 = 2^63 wraps; times 2 channels it is 0, which an empty slice matches.
+		{"size cubed wraps to 0", 16, 0, 2, 1 << 21, 2},
+		// kernel^3 = 2^63 wraps the same way.
+		{"kernel cubed wraps to 0", 0, 0, 2, 1 << 21, 1 << 21},
+	}
+	for _, tc := range kern {
+		t.Run("kernel/"+tc.name, func(t *testing.T) {
+			err := AddTemplateKernel(make([]float32, tc.nDst), make([]float32, tc.nFeat),
+				tc.channels, tc.size, tc.kern)
+			if err == nil {
+				t.Fatalf("channels %d, size %d, kernel %d accepted", tc.channels, tc.size,
+					tc.kern)
+			}
+		})
+	}
+}
