@@ -29,6 +29,28 @@ func openDevice(tb testing.TB) *Device {
 	return d
 }
 
+// testStream returns a stream of d that is closed when the test ends.
+func testStream(tb testing.TB, d *Device) *Stream {
+	tb.Helper()
+	s, err := d.NewStream()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { s.Close() })
+	return s
+}
+
+// testAlloc returns n bytes of device memory on d, released when the test ends.
+func testAlloc(tb testing.TB, d *Device, n int) *Buffer {
+	tb.Helper()
+	b, err := d.Alloc(n)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { b.Close() })
+	return b
+}
+
 // guardBytes of sentinel surround every output in the guarded tests.
 const guardBytes = 4096
 
@@ -165,11 +187,7 @@ func TestAvailable(t *testing.T) {
 
 func TestResample(t *testing.T) {
 	d := openDevice(t)
-	s, err := d.NewStream()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := testStream(t, d)
 	tests := []struct {
 		name string
 		in   [3]int
@@ -222,16 +240,8 @@ func TestResample(t *testing.T) {
 
 func TestResampleRefusesBadShapes(t *testing.T) {
 	d := openDevice(t)
-	s, err := d.NewStream()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	b, err := d.Alloc(1 << 16)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	s := testStream(t, d)
+	b := testAlloc(t, d, 1<<16)
 	tests := []struct {
 		name    string
 		in, out [3]int
@@ -251,11 +261,7 @@ func TestResampleRefusesBadShapes(t *testing.T) {
 
 func TestIntensity(t *testing.T) {
 	d := openDevice(t)
-	s, err := d.NewStream()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := testStream(t, d)
 	rng := rand.New(rand.NewPCG(11, 13))
 	special := func(n int) []float32 {
 		v := randomCT(rng, n)
@@ -471,11 +477,7 @@ func TestSimilaritySearch(t *testing.T) {
 
 func TestSimilarityGuardAndNaN(t *testing.T) {
 	d := openDevice(t)
-	s, err := d.NewStream()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := testStream(t, d)
 	scales := []kernels.SimilarityScale{{Size: 16, Kernel: 2, Channels: 4}}
 	rng := rand.New(rand.NewPCG(31, 37))
 	features, kern := similarityCase(rng, scales, 3)

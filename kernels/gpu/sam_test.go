@@ -62,11 +62,7 @@ var samCases = []struct {
 // contraction); half output equal to that value rounded to nearest even, bit for bit.
 func TestSAMPreprocess(t *testing.T) {
 	d := openDevice(t)
-	s, err := d.NewStream()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := testStream(t, d)
 	rng := rand.New(rand.NewPCG(41, 43))
 	for _, tc := range samCases {
 		win := randomWindow(rng, shapeLen(tc.shape))
@@ -110,21 +106,9 @@ func TestSAMPreprocess(t *testing.T) {
 
 func TestSAMPreprocessRefuses(t *testing.T) {
 	d := openDevice(t)
-	s, err := d.NewStream()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	b, err := d.Alloc(1 << 20)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	big, err := d.Alloc(3 * 4 * samPlane)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer big.Close()
+	s := testStream(t, d)
+	b := testAlloc(t, d, 1<<20)
+	big := testAlloc(t, d, 3*4*samPlane)
 	tests := []struct {
 		name   string
 		dst    *Buffer
@@ -261,11 +245,7 @@ func checkLabels(t *testing.T, what string, mc maskCase, got, want []int16) {
 // slice's plane must equal kernels.SAMMaskPost's, and the other planes stay untouched.
 func TestSAMMaskPost(t *testing.T) {
 	d := openDevice(t)
-	s, err := d.NewStream()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := testStream(t, d)
 	tests := []struct {
 		name         string
 		h, w, lowRes int
