@@ -1,0 +1,275 @@
+package cpunet
+
+/*
+#include "cpunet.h"
+*/
+import "C"
+
+import (
+	"fmt"
+	"math"
+	"sync"
+
+	"github.com/medlsam-fast/medlsam-fast/kernels"
+)
+
+// level is the build the kernels call; tests lower it to check the others.
+var level = Best()
+
+// Conv is a 3x3x3 convolution with bias, stride 1 and zero padding 1, prepared for
+// Forward. Its input is the channel-wise concatenation of two tensors of C1 and C2 channels
+// (C2 may be 0), which spares the decoder's concatenations a copy.
+//
+// A one-channel input (the first layer of a network) is run directly instead: its Winograd
+// form would multiply 16 padding channels for every real one.
+type Conv struct {
+	C1, C2, Cout int
+
+	cp1, cp2, coutp, nrw int
+	u                    []float32 // [64][coutp/nrw][cp1+cp2][nrw]
+	w27                  []float32 // [27][coutp], the direct form when C1 == 1, C2 == 0
+	bias                 []float32 // [coutp]
+}
+
+// NewConv prepares a convolution from PyTorch/ONNX weights [cout][c1+c2][3][3][3] and bias
+// [cout]. A length that does not match the channel counts is an error.
+func NewConv(weight, bias []float32, c1, c2, cout int) (*Conv, error) {
+	if c1 < 1 || c2 < 0 || cout < 1 {
+		return nil, fmt.Errorf("cpunet: convolution of %d+%d -> %d channels", c1, c2, cout)
+	}
+	cin := c1 + c2
+	if len(weight) != cout*cin*27 || len(bias) != cout {
+		return nil, fmt.Errorf("cpunet: %d+%d -> %d channel convolution needs %d weights and "+
+			"%d biases, got %d and %d", c1, c2, cout, cout*cin*27, cout, len(weight), len(bias))
+	}
+	c := &Conv{C1: c1, C2: c2, Cout: cout, cp1: Pad(c1), coutp: Pad(cout)}
+	if c2 > 0 {
+		c.cp2 = Pad(c2)
+	}
+	c.bias = make([]float32, c.coutp)
+	copy(c.bias, bias)
+	if c1 == 1 && c2 == 0 {
+		c.w27 = make([]float32, 27*c.coutp)
+		for o := range cout {
+			for k := range 27 {
+				c.w27[k*c.coutp+o] = weight[o*27+k]
+			}
+		}
+		return c, nil
+	}
+	c.nrw = 16 * panelVectors(c.coutp/16)
+	cinp := c.cp1 + c.cp2
+	nb := c.coutp / c.nrw
+	c.u = make([]float32, 64*c.coutp*cinp)
+	var t [64]float64
+	for o := range cout {
+		jb, j := o/c.nrw, o%c.nrw
+		for i := range cin {
+			l := i
+			if i >= c1 {
+				l = c.cp1 + i - c1
+			}
+			transformKernel(&t, weight[(o*cin+i)*27:][:27])
+			for p, v := range t {
+				c.u[((p*nb+jb)*cinp+l)*c.nrw+j] = float32(v)
+			}
+		}
+	}
+	return c, nil
+}
+
+// panelVectors picks how many 16-wide vectors of output channels one register tile covers:
+// 3 where it divides the count (the network's widths are multiples of 48), else 4, 2 or 1.
+func panelVectors(n int) int {
+	for _, v := range []int{3, 4, 2} {
+		if n%v == 0 {
+			return v
+		}
+	}
+	return 1
+}
+
+// winogradG is G of F(2,3): the 4 kernel-domain values of a 3-tap kernel.
+var winogradG = [4][3]float64{{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}}
+
+// transformKernel sets t[(pz*4 + py)*4 + px] = sum G[pz][kz] G[py][ky] G[px][kx] g[kz][ky][kx].
+func transformKernel(t *[64]float64, g []float32) {
+	var a [3][3][4]float64 // x transformed
+	for kz := range 3 {
+		for ky := range 3 {
+			for px := range 4 {
+				for kx := range 3 {
+					a[kz][ky][px] += winogradG[px][kx] * float64(g[(kz*3+ky)*3+kx])
+				}
+			}
+		}
+	}
+	var b [3][4][4]float64 // y transformed
+	for kz := range 3 {
+		for py := range 4 {
+			for px := range 4 {
+				for ky := range 3 {
+					b[kz][py][px] += winogradG[py][ky] * a[kz][ky][px]
+				}
+			}
+		}
+	}
+	*t = [64]float64{}
+	for pz := range 4 {
+		for py := range 4 {
+			for px := range 4 {
+				for kz := range 3 {
+					t[(pz*4+py)*4+px] += winogradG[pz][kz] * b[kz][py][px]
+				}
+			}
+		}
+	}
+}
+
+// Stats are per-channel sums of a tensor: Sum[c] and SumSq[c] over its voxels, accumulated
+// in float64 from float32 partial sums over at most a few hundred voxels each.
+type Stats struct {
+	Sum, SumSq []float64
+	N          int // voxels summed
+}
+
+// scratch is one worker's buffers for Forward.
+type scratch struct {
+	v, m  []float32
+	stats []float64
+}
+
+var scratchPool sync.Pool
+
+func getScratch(nv, nm, ns int) *scratch {
+	s, _ := scratchPool.Get().(*scratch)
+	if s == nil {
+		s = &scratch{}
+	}
+	if cap(s.v) < nv {
+		s.v = make([]float32, nv)
+	}
+	if cap(s.m) < nm {
+		s.m = make([]float32, nm)
+	}
+	if cap(s.stats) < ns {
+		s.stats = make([]float64, ns)
+	}
+	s.v, s.m, s.stats = s.v[:nv], s.m[:nm], s.stats[:ns]
+	clear(s.stats)
+	return s
+}
+
+// Forward writes the convolution of the [d][h][w] input cat(src1, src2) to dst (channel
+// stride Pad(Cout)) and returns the per-channel sums of dst for a following normalisation.
+// d, h and w must be even (every grid of the network is) unless the input has one channel,
+// in which case src1 is a plain [d][h][w] array rather than a padded channels-last tensor;
+// src2 is ignored when C2 is 0. A length or shape that does not fit is a bug of the caller
+// and panics.
+func (c *Conv) Forward(dst, src1, src2 []float32, d, h, w int) Stats {
+	nvox := d * h * w
+	checkLen("convolution output", len(dst), nvox*c.coutp)
+	if c.w27 != nil {
+		checkLen("one-channel convolution input", len(src1), nvox)
+	} else {
+		checkLen("convolution input", len(src1), nvox*c.cp1)
+	}
+	if c.C2 > 0 {
+		checkLen("second convolution input", len(src2), nvox*c.cp2)
+	}
+	total := Stats{Sum: make([]float64, c.coutp), SumSq: make([]float64, c.coutp), N: nvox}
+	var mu sync.Mutex
+	merge := func(s []float64) {
+		mu.Lock()
+		for k := range c.coutp {
+			total.Sum[k] += s[k]
+			total.SumSq[k] += s[c.coutp+k]
+		}
+		mu.Unlock()
+	}
+	if c.w27 != nil {
+		kernels.ParallelFor(d, 1, func(lo, hi int) {
+			s := make([]float64, 2*c.coutp)
+			conv1(level, src1, d, h, w, c.w27, c.bias, c.coutp, dst, s, lo, hi)
+			merge(s)
+		})
+		return total
+	}
+	if d%2 != 0 || h%2 != 0 || w%2 != 0 {
+		panic(fmt.Sprintf("cpunet: internal error: Winograd convolution of odd grid %dx%dx%d",
+			d, h, w))
+	}
+	if c.C2 == 0 {
+		src2 = nil
+	}
+	g := C.cpunet_conv_geom{cp1: C.int64_t(c.cp1), cp2: C.int64_t(c.cp2), d: C.int64_t(d),
+		h: C.int64_t(h), w: C.int64_t(w), coutp: C.int64_t(c.coutp), nrw: C.int64_t(c.nrw)}
+	tiles := nvox / 8
+	cinp := c.cp1 + c.cp2
+	kernels.ParallelFor((tiles+Chunk-1)/Chunk, 1, func(lo, hi int) {
+		s := getScratch(64*Chunk*cinp, 64*Chunk*c.coutp, 2*c.coutp)
+		t0, t1 := C.int64_t(lo*Chunk), C.int64_t(min(hi*Chunk, tiles))
+		switch level {
+		case AVX512:
+			C.cpunet_conv_avx512(&g, f32(src1), f32(src2), f32(c.u), f32(c.bias), f32(dst),
+				f32(s.v), f32(s.m), f64(s.stats), t0, t1)
+		case AVX2:
+			C.cpunet_conv_avx2(&g, f32(src1), f32(src2), f32(c.u), f32(c.bias), f32(dst),
+				f32(s.v), f32(s.m), f64(s.stats), t0, t1)
+		default:
+			C.cpunet_conv_generic(&g, f32(src1), f32(src2), f32(c.u), f32(c.bias), f32(dst),
+				f32(s.v), f32(s.m), f64(s.stats), t0, t1)
+		}
+		merge(s.stats)
+		scratchPool.Put(s)
+	})
+	return total
+}
+
+func conv1(l Level, src []float32, d, h, w int, w27, bias []float32, coutp int, dst []float32,
+	stats []float64, z0, z1 int) {
+	a := [...]C.int64_t{C.int64_t(d), C.int64_t(h), C.int64_t(w), C.int64_t(coutp),
+		C.int64_t(z0), C.int64_t(z1)}
+	switch l {
+	case AVX512:
+		C.cpunet_conv1_avx512(f32(src), a[0], a[1], a[2], f32(w27), f32(bias), a[3], f32(dst),
+			f64(stats), a[4], a[5])
+	case AVX2:
+		C.cpunet_conv1_avx2(f32(src), a[0], a[1], a[2], f32(w27), f32(bias), a[3], f32(dst),
+			f64(stats), a[4], a[5])
+	default:
+		C.cpunet_conv1_generic(f32(src), a[0], a[1], a[2], f32(w27), f32(bias), a[3], f32(dst),
+			f64(stats), a[4], a[5])
+	}
+}
+
+// NormReLU applies instance normalisation (no affine parameters) and ReLU in place to a
+// tensor of c channels over n voxels whose per-channel sums are s:
+// x = max(0, (x - mean) / sqrt(var + eps)), with the biased variance, as
+// InstanceNormalization and torch.nn.InstanceNorm3d compute it.
+func NormReLU(x []float32, c, n int, s Stats, eps float64) {
+	cp := Pad(c)
+	checkLen("normalised tensor", len(x), n*cp)
+	checkLen("channel sums", len(s.Sum), c)
+	scale := make([]float32, cp)
+	shift := make([]float32, cp)
+	for k := range c {
+		mean := s.Sum[k] / float64(s.N)
+		v := max(s.SumSq[k]/float64(s.N)-mean*mean, 0)
+		inv := 1 / math.Sqrt(v+eps)
+		scale[k] = float32(inv)
+		shift[k] = float32(-mean * inv)
+	}
+	kernels.ParallelFor(n, 4096, func(lo, hi int) {
+		p := x[lo*cp : hi*cp]
+		nn, cc := C.int64_t(hi-lo), C.int64_t(cp)
+		switch level {
+		case AVX512:
+			C.cpunet_affine_relu_avx512(f32(p), nn, cc, f32(scale), f32(shift))
+		case AVX2:
+			C.cpunet_affine_relu_avx2(f32(p), nn, cc, f32(scale), f32(shift))
+		default:
+			C.cpunet_affine_relu_generic(f32(p), nn, cc, f32(scale), f32(shift))
+		}
+	})
+}

@@ -1,0 +1,327 @@
+// impl.h: the kernels of cpunet.h, written once with GCC vector extensions and compiled three
+// times (avx512.c, avx2.c, generic.c), each after a "#pragma GCC target" and with SFX set to
+// the suffix of its entry points. A vector is 16 floats: one ZMM register under AVX-512, two
+// YMM or four XMM registers in the other builds.
+//
+// Winograd F(2x2x2, 3x3x3), in one dimension (a correlation, as deep-learning convolutions
+// are): y = A^T [(G g) .* (B^T d)] for an input run d0..d3, kernel g0..g2, outputs y0, y1 with
+// y_o = sum_k g_k d_(o+k). Here
+//   B^T d = (d0 - d2, d1 + d2, d2 - d1, d1 - d3)
+//   A^T m = (m0 + m1 + m2, m1 - m2 - m3)
+//   G g   = (g0, (g0 + g1 + g2)/2, (g0 - g1 + g2)/2, g2)   (applied in Go, cpunet.go)
+// and the 3D transforms apply these along x, then y, then z. Position p = (pz*4 + py)*4 + px
+// of a tile's 64 transformed values multiplies, for every output channel, the sum over input
+// channels: per position one matrix product [tiles x cin] x [cin x cout], done by register
+// tiles below. That is 64 multiplications per 8 outputs where the direct form needs 216.
+
+#include "cpunet.h"
+
+#define CAT_(a, b) a##b
+#define CAT(a, b) CAT_(a, b)
+#define FN(name) CAT(name, SFX)
+
+typedef float vf __attribute__((vector_size(64)));
+typedef float vfu __attribute__((vector_size(64), aligned(4), may_alias));
+typedef int vi __attribute__((vector_size(64)));
+
+// Unaligned vector load and store, and the lane-wise maximum. Macros rather than functions:
+// a function taking or returning a 64-byte vector draws GCC's ABI notes in the builds
+// without AVX-512.
+#define ld(p) ((vf)(*(const vfu *)(p)))
+#define st(p, v) (*(vfu *)(p) = (v))
+#define vmax(a, b)                                    \
+	({                                                \
+		const vf a_ = (a), b_ = (b);                  \
+		const vi k_ = a_ > b_;                        \
+		(vf)(((vi)a_ & k_) | ((vi)b_ & ~k_));         \
+	})
+
+// Register-tile heights (tiles per step) for panels of 1..4 vectors, chosen so the
+// accumulators fit the register file: 32 ZMM, or 16 YMM/XMM holding 2 or 4 per vector.
+#if defined(__AVX512F__)
+enum { MR1 = 16, MR2 = 12, MR3 = 8, MR4 = 6 };
+#elif defined(__AVX2__)
+enum { MR1 = 6, MR2 = 3, MR3 = 2, MR4 = 1 };
+#else
+enum { MR1 = 3, MR2 = 1, MR3 = 1, MR4 = 1 };
+#endif
+
+// MICRO(NV, MR) defines micro_NV: c[i][0:16*NV] = sum over l < kc of a[i*lda + l] *
+// b[l][0:16*NV] for i < MR, with b a packed [kc][16*NV] panel and c rows ldc apart.
+#define MICRO(NV, MR)                                                                       \
+	static inline void micro_##NV(int64_t kc, const float *a, int64_t lda, const float *b, \
+		float *c, int64_t ldc) {                                                            \
+		vf acc[MR][NV];                                                                     \
+		_Pragma("GCC unroll 16") for (int i = 0; i < MR; i++)                               \
+			_Pragma("GCC unroll 4") for (int j = 0; j < NV; j++) acc[i][j] = (vf){0};       \
+		for (int64_t l = 0; l < kc; l++) {                                                  \
+			vf bv[NV];                                                                      \
+			_Pragma("GCC unroll 4") for (int j = 0; j < NV; j++) bv[j] = ld(b + j * 16);    \
+			_Pragma("GCC unroll 16") for (int i = 0; i < MR; i++) {                         \
+				const float s = a[i * lda + l];                                             \
+				_Pragma("GCC unroll 4") for (int j = 0; j < NV; j++) acc[i][j] += bv[j] * s; \
+			}                                                                               \
+			b += 16 * NV;                                                                   \
+		}                                                                                   \
+		_Pragma("GCC unroll 16") for (int i = 0; i < MR; i++)                               \
+			_Pragma("GCC unroll 4") for (int j = 0; j < NV; j++)                            \
+				st(c + i * ldc + j * 16, acc[i][j]);                                        \
+	}
+
+MICRO(1, MR1)
+MICRO(2, MR2)
+MICRO(3, MR3)
+MICRO(4, MR4)
+
+static int64_t micro_rows(int64_t nv) {
+	switch (nv) {
+	case 1: return MR1;
+	case 2: return MR2;
+	case 3: return MR3;
+	}
+	return MR4;
+}
+
+// bt4 applies B^T to the four vectors at t[0], t[s], t[2s], t[3s].
+#define bt4(t, s)                                                          \
+	do {                                                                   \
+		const vf d0_ = (t)[0], d1_ = (t)[s], d2_ = (t)[2 * (s)], d3_ = (t)[3 * (s)]; \
+		(t)[0] = d0_ - d2_;                                                \
+		(t)[s] = d1_ + d2_;                                                \
+		(t)[2 * (s)] = d2_ - d1_;                                          \
+		(t)[3 * (s)] = d1_ - d3_;                                          \
+	} while (0)
+
+// input_tile writes the transformed 4x4x4 input tile whose first voxel is (z0, y0, x0) (out
+// of range voxels read as zero) to v[p*vps + c] for p < 64 and the c < cp channels of src.
+static void input_tile(const float *src, int64_t cp, int64_t d, int64_t h, int64_t w,
+	int64_t z0, int64_t y0, int64_t x0, float *v, int64_t vps) {
+	const float *row[16];
+	unsigned okx = 0;
+	for (int q = 0; q < 16; q++) {
+		const int64_t z = z0 + q / 4, y = y0 + q % 4;
+		row[q] = z >= 0 && z < d && y >= 0 && y < h ? src + (z * h + y) * w * cp : 0;
+	}
+	for (int ix = 0; ix < 4; ix++)
+		if (x0 + ix >= 0 && x0 + ix < w) okx |= 1u << ix;
+	for (int64_t cb = 0; cb < cp; cb += 16) {
+		vf t[64];
+		if (okx == 15) {
+			_Pragma("GCC unroll 16") for (int q = 0; q < 16; q++) {
+				if (row[q]) {
+					const float *p = row[q] + x0 * cp + cb;
+					t[4 * q] = ld(p);
+					t[4 * q + 1] = ld(p + cp);
+					t[4 * q + 2] = ld(p + 2 * cp);
+					t[4 * q + 3] = ld(p + 3 * cp);
+				} else {
+					t[4 * q] = t[4 * q + 1] = t[4 * q + 2] = t[4 * q + 3] = (vf){0};
+				}
+			}
+		} else {
+			for (int q = 0; q < 16; q++)
+				for (int ix = 0; ix < 4; ix++)
+					t[4 * q + ix] = row[q] && (okx >> ix & 1) ? ld(row[q] + (x0 + ix) * cp + cb)
+										 : (vf){0};
+		}
+		_Pragma("GCC unroll 16") for (int q = 0; q < 16; q++) bt4(t + 4 * q, 1);
+		_Pragma("GCC unroll 16") for (int q = 0; q < 16; q++) bt4(t + (q / 4) * 16 + q % 4, 4);
+		_Pragma("GCC unroll 16") for (int q = 0; q < 16; q++) bt4(t + q, 16);
+		_Pragma("GCC unroll 64") for (int p = 0; p < 64; p++) st(v + p * vps + cb, t[p]);
+	}
+}
+
+void FN(cpunet_conv)(const cpunet_conv_geom *g, const float *src1, const float *src2,
+	const float *u, const float *bias, float *dst, float *v, float *m, double *stats,
+	int64_t t0, int64_t t1) {
+	const int64_t cinp = g->cp1 + g->cp2, coutp = g->coutp, nrw = g->nrw;
+	const int64_t nv = nrw / 16, nb = coutp / nrw, mr = micro_rows(nv);
+	const int64_t d = g->d, h = g->h, w = g->w, th = h / 2, tw = w / 2;
+	const int64_t vps = CPUNET_CHUNK * cinp, mps = CPUNET_CHUNK * coutp;
+	const int64_t ncb = coutp / 16;
+	vf sum[ncb], sq[ncb];
+	for (int64_t c0 = t0; c0 < t1; c0 += CPUNET_CHUNK) {
+		const int64_t n = t1 - c0 < CPUNET_CHUNK ? t1 - c0 : CPUNET_CHUNK;
+		for (int64_t r = 0; r < n; r++) {
+			const int64_t t = c0 + r, tz = t / (th * tw), ty = t / tw % th, tx = t % tw;
+			input_tile(src1, g->cp1, d, h, w, 2 * tz - 1, 2 * ty - 1, 2 * tx - 1, v + r * cinp, vps);
+			if (g->cp2 > 0)
+				input_tile(src2, g->cp2, d, h, w, 2 * tz - 1, 2 * ty - 1, 2 * tx - 1,
+					v + r * cinp + g->cp1, vps);
+		}
+		// Rows past n hold stale tiles (finite values) whose products are never read.
+		const int64_t rows = (n + mr - 1) / mr * mr;
+		for (int64_t p = 0; p < 64; p++)
+			for (int64_t jb = 0; jb < nb; jb++) {
+				const float *bp = u + (p * nb + jb) * cinp * nrw;
+				for (int64_t i = 0; i < rows; i += mr) {
+					const float *ap = v + p * vps + i * cinp;
+					float *cp = m + p * mps + i * coutp + jb * nrw;
+					switch (nv) {
+					case 1: micro_1(cinp, ap, cinp, bp, cp, coutp); break;
+					case 2: micro_2(cinp, ap, cinp, bp, cp, coutp); break;
+					case 3: micro_3(cinp, ap, cinp, bp, cp, coutp); break;
+					default: micro_4(cinp, ap, cinp, bp, cp, coutp); break;
+					}
+				}
+			}
+		for (int64_t cb = 0; cb < ncb; cb++) sum[cb] = sq[cb] = (vf){0};
+		for (int64_t r = 0; r < n; r++) {
+			const int64_t t = c0 + r, tz = t / (th * tw), ty = t / tw % th, tx = t % tw;
+			for (int64_t cb = 0; cb < ncb; cb++) {
+				vf a[32], b[16], y[8];
+				const float *mp = m + r * coutp + cb * 16;
+				// Along x: 16 runs of 4 -> 2.
+				for (int q = 0; q < 16; q++) {
+					const vf m0 = ld(mp + (4 * q) * mps), m1 = ld(mp + (4 * q + 1) * mps);
+					const vf m2 = ld(mp + (4 * q + 2) * mps), m3 = ld(mp + (4 * q + 3) * mps);
+					a[2 * q] = m0 + m1 + m2;
+					a[2 * q + 1] = m1 - m2 - m3;
+				}
+				// Along y: a[(z*4 + y)*2 + ox] -> b[(z*2 + oy)*2 + ox].
+				for (int z = 0; z < 4; z++)
+					for (int ox = 0; ox < 2; ox++) {
+						const vf *s = a + z * 8 + ox;
+						b[z * 4 + ox] = s[0] + s[2] + s[4];
+						b[z * 4 + 2 + ox] = s[2] - s[4] - s[6];
+					}
+				// Along z: b[(z*2 + oy)*2 + ox] -> y[(oz*2 + oy)*2 + ox].
+				for (int k = 0; k < 4; k++) {
+					y[k] = b[k] + b[4 + k] + b[8 + k];
+					y[4 + k] = b[4 + k] - b[8 + k] - b[12 + k];
+				}
+				const vf bv = ld(bias + cb * 16);
+				for (int k = 0; k < 8; k++) {
+					const int64_t z = 2 * tz + (k >> 2), yy = 2 * ty + ((k >> 1) & 1),
+						      x = 2 * tx + (k & 1);
+					const vf o = y[k] + bv;
+					st(dst + ((z * h + yy) * w + x) * coutp + cb * 16, o);
+					sum[cb] += o;
+					sq[cb] += o * o;
+				}
+			}
+		}
+		for (int64_t cb = 0; cb < ncb; cb++)
+			for (int j = 0; j < 16; j++) {
+				stats[cb * 16 + j] += sum[cb][j];
+				stats[coutp + cb * 16 + j] += sq[cb][j];
+			}
+	}
+}
+
+void FN(cpunet_conv1)(const float *src, int64_t d, int64_t h, int64_t w, const float *w27,
+	const float *bias, int64_t coutp, float *dst, double *stats, int64_t z0, int64_t z1) {
+	const int64_t nv = coutp / 16;
+	for (int64_t z = z0; z < z1; z++)
+		for (int64_t y = 0; y < h; y++) {
+			vf sum[4] = {{0}}, sq[4] = {{0}};
+			for (int64_t x = 0; x < w; x++) {
+				vf acc[4];
+				for (int64_t j = 0; j < nv; j++) acc[j] = ld(bias + j * 16);
+				for (int kz = 0; kz < 3; kz++) {
+					const int64_t zz = z + kz - 1;
+					if (zz < 0 || zz >= d) continue;
+					for (int ky = 0; ky < 3; ky++) {
+						const int64_t yy = y + ky - 1;
+						if (yy < 0 || yy >= h) continue;
+						for (int kx = 0; kx < 3; kx++) {
+							const int64_t xx = x + kx - 1;
+							if (xx < 0 || xx >= w) continue;
+							const float s = src[(zz * h + yy) * w + xx];
+							const float *wp = w27 + ((kz * 3 + ky) * 3 + kx) * coutp;
+							for (int64_t j = 0; j < nv; j++) acc[j] += ld(wp + j * 16) * s;
+						}
+					}
+				}
+				float *o = dst + ((z * h + y) * w + x) * coutp;
+				for (int64_t j = 0; j < nv; j++) {
+					st(o + j * 16, acc[j]);
+					sum[j] += acc[j];
+					sq[j] += acc[j] * acc[j];
+				}
+			}
+			for (int64_t j = 0; j < nv; j++)
+				for (int k = 0; k < 16; k++) {
+					stats[j * 16 + k] += sum[j][k];
+					stats[coutp + j * 16 + k] += sq[j][k];
+				}
+		}
+}
+
+void FN(cpunet_affine_relu)(float *x, int64_t n, int64_t cp, const float *scale,
+	const float *shift) {
+	for (int64_t i = 0; i < n; i++)
+		for (int64_t c = 0; c < cp; c += 16) {
+			float *p = x + i * cp + c;
+			st(p, vmax(ld(p) * ld(scale + c) + ld(shift + c), (vf){0}));
+		}
+}
+
+void FN(cpunet_maxpool)(float *dst, const float *src, int64_t d, int64_t h, int64_t w,
+	int64_t cp, int64_t z0, int64_t z1) {
+	const int64_t ho = h / 2, wo = w / 2;
+	(void)d;
+	for (int64_t z = z0; z < z1; z++)
+		for (int64_t y = 0; y < ho; y++)
+			for (int64_t x = 0; x < wo; x++)
+				for (int64_t c = 0; c < cp; c += 16) {
+					const float *s = src + ((2 * z * h + 2 * y) * w + 2 * x) * cp + c;
+					vf r = ld(s);
+					for (int k = 1; k < 8; k++)
+						r = vmax(r, ld(s + (((k >> 2) * h + ((k >> 1) & 1)) * w + (k & 1)) * cp));
+					st(dst + ((z * ho + y) * wo + x) * cp + c, r);
+				}
+}
+
+// up_taps gives output index o of a x2 half-pixel upsampling of n samples as two source
+// indices and weights, as ONNX Runtime computes them: the source coordinate o/2 - 1/4,
+// clamped to [0, n-1], between floor and floor+1 (clamped).
+static inline void up_taps(int64_t o, int64_t n, int64_t *i0, int64_t *i1, float *w0,
+	float *w1) {
+	const int64_t i = o >> 1;
+	if (o & 1) {
+		*i0 = i;
+		*i1 = i + 1 < n ? i + 1 : n - 1;
+		*w0 = i + 1 < n ? 0.75f : 1.0f;
+		*w1 = i + 1 < n ? 0.25f : 0.0f;
+	} else if (i == 0) {
+		*i0 = *i1 = 0;
+		*w0 = 1.0f;
+		*w1 = 0.0f;
+	} else {
+		*i0 = i - 1;
+		*i1 = i;
+		*w0 = 0.25f;
+		*w1 = 0.75f;
+	}
+}
+
+void FN(cpunet_upsample)(float *dst, const float *src, int64_t d, int64_t h, int64_t w,
+	int64_t cp, int64_t z0, int64_t z1) {
+	const int64_t ho = 2 * h, wo = 2 * w;
+	for (int64_t z = z0; z < z1; z++) {
+		int64_t zi[2];
+		float zw[2];
+		up_taps(z, d, &zi[0], &zi[1], &zw[0], &zw[1]);
+		for (int64_t y = 0; y < ho; y++) {
+			int64_t yi[2];
+			float yw[2];
+			up_taps(y, h, &yi[0], &yi[1], &yw[0], &yw[1]);
+			for (int64_t x = 0; x < wo; x++) {
+				int64_t xi[2];
+				float xw[2];
+				up_taps(x, w, &xi[0], &xi[1], &xw[0], &xw[1]);
+				float *o = dst + ((z * ho + y) * wo + x) * cp;
+				for (int64_t c = 0; c < cp; c += 16) {
+					vf r = (vf){0};
+					for (int k = 0; k < 8; k++) {
+						const int a = k >> 2, b = (k >> 1) & 1, e = k & 1;
+						const float wt = zw[a] * yw[b] * xw[e];
+						r += ld(src + ((zi[a] * h + yi[b]) * w + xi[e]) * cp + c) * wt;
+					}
+					st(o + c, r);
+				}
+			}
+		}
+	}
+}
