@@ -52,7 +52,7 @@ func gpuEnv(probes *int) gpu.Env {
 func TestOpenBackendChoice(t *testing.T) {
 	var cpuOpened []string
 	old := cpuOpener
-	cpuOpener = func(ort.Options) Opener { return fakeOpener(&cpuOpened) }
+	cpuOpener = func(ort.Options, string) Opener { return fakeOpener(&cpuOpened) }
 	t.Cleanup(func() { cpuOpener = old })
 	dir := t.TempDir()
 	writeModel(t, dir, "medlam.onnx", "medlam")

@@ -14,6 +14,7 @@ import (
 	"github.com/medlsam-fast/medlsam-fast/engine/backend"
 	"github.com/medlsam-fast/medlsam-fast/engine/gpu"
 	"github.com/medlsam-fast/medlsam-fast/engine/localize"
+	"github.com/medlsam-fast/medlsam-fast/engine/native"
 	"github.com/medlsam-fast/medlsam-fast/engine/nifti"
 	"github.com/medlsam-fast/medlsam-fast/engine/ort"
 	"github.com/medlsam-fast/medlsam-fast/engine/segment"
@@ -26,8 +27,15 @@ const (
 	modelEncoder = "medlam-encoder"
 )
 
-// CPU is the default backend: ONNX Runtime on the CPU (engine/ort).
+// CPU is the default backend: the CPU, with MedLAM on the native network (engine/native)
+// or ONNX Runtime (engine/ort; see Options.MedLAMRuntime) and SAM on ONNX Runtime.
 const CPU = "cpu"
+
+// The MedLAM runtimes of the CPU backend (Options.MedLAMRuntime).
+const (
+	Native = "native"
+	ORT    = "ort"
+)
 
 // Opener opens one model file, whose manifest man (already read and checked against the
 // file's digest) sits beside it, on some backend. The caller of Open owns nothing it
@@ -55,6 +63,11 @@ type Options struct {
 	// means "medlam", or else the only NAME.onnx of the directory whose manifest is a
 	// MedLAM network (such as medlam_tiny).
 	ModelName string
+	// MedLAMRuntime chooses what runs the MedLAM network on the CPU backend: "" or Native
+	// ("native": engine/native, Winograd convolutions, no ONNX Runtime needed) or ORT
+	// ("ort": ONNX Runtime, the oracle the native network is tested against). SAM always
+	// runs on ONNX Runtime on the CPU backend.
+	MedLAMRuntime string
 	// ORTLibrary is the ONNX Runtime library for the CPU backend ("" searches for it).
 	ORTLibrary string
 	// Threads caps the CPU backend's threads (0: all cores).
@@ -106,6 +119,12 @@ func Open(modelsDir string, opt Options) (*Engine, error) {
 	}
 	e := &Engine{cfg: cfg, backend: CPU, dir: modelsDir, samName: opt.SAMName,
 		segCfg: segmentConfig(opt.Segment, cfg)}
+	switch opt.MedLAMRuntime {
+	case "", Native, ORT:
+	default:
+		return nil, fmt.Errorf("engine: MedLAM runtime %q: want %s or %s", opt.MedLAMRuntime,
+			Native, ORT)
+	}
 	open := opt.Open
 	if open == nil {
 		var err error
@@ -120,7 +139,7 @@ func Open(modelsDir string, opt Options) (*Engine, error) {
 		// TODO(#6): SAM runs on ONNX Runtime here even when MedLAM runs on TensorRT: the
 		// SAM engines run only in the supervised gpu-worker (cmd segment), which this
 		// package does not drive yet.
-		e.samOpen = cpuOpener(ortOptions(opt))
+		e.samOpen = cpuOpener(ortOptions(opt), ORT)
 	}
 	name, err := findModel(modelsDir, opt.ModelName)
 	if err != nil {
@@ -154,7 +173,7 @@ func Open(modelsDir string, opt Options) (*Engine, error) {
 // chooseBackend returns the opener of the backend opt asks for (see Options.Backend),
 // recording the backend and what it shares on e.
 func (e *Engine) chooseBackend(opt Options) (Opener, error) {
-	cpu := func() Opener { return cpuOpener(ortOptions(opt)) }
+	cpu := func() Opener { return cpuOpener(ortOptions(opt), opt.MedLAMRuntime) }
 	var mode gpu.Mode
 	switch strings.ToLower(opt.Backend) {
 	case "", CPU:
@@ -198,9 +217,13 @@ func ortOptions(opt Options) ort.Options {
 		BatchInvariant: true}
 }
 
-// cpuOpener opens models on ONNX Runtime with o; tests replace it.
-var cpuOpener = func(o ort.Options) Opener {
-	return func(path string, _ *backend.Manifest) (backend.Model, error) {
+// cpuOpener opens MedLAM models on the runtime medlam names (Options.MedLAMRuntime) and
+// every other model on ONNX Runtime with o; tests replace it.
+var cpuOpener = func(o ort.Options, medlam string) Opener {
+	return func(path string, man *backend.Manifest) (backend.Model, error) {
+		if medlam != ORT && (man.Model == modelFull || man.Model == modelEncoder) {
+			return native.Open(path)
+		}
 		return ort.Open(path, o)
 	}
 }

@@ -1,11 +1,14 @@
 #!/usr/bin/python3
-"""Times MedLAM localisation per stage in Go and in the torch reference, in one run.
+"""Times MedLAM localisation per stage in Go and in the torch reference, interleaved.
 
 Issue 3's benchmark: the full-size network with random weights (models/full, made by
 `make models-medlam-full` when absent), each stage of the Go implementation (the
-BenchmarkStage* benchmarks of engine/localize, run once each with -benchtime 1x) side by side
-with the reference formulation of the same stage in torch on the same weights
-(build/bench/medlam_reference.py: 2 threads, fp32). Prints a table with ratios.
+BenchmarkStage* benchmarks of engine/localize, run once each with -benchtime 1x; the network
+stages on both CPU runtimes, native and ort) side by side with the reference formulation of
+the same stage in torch on the same weights (build/bench/medlam_reference.py: 2 threads,
+fp32). Rounds alternate Go and torch (--rounds, the side that starts alternating too), so a
+change in the load of the shared cores falls on both sides; the table gives the median of the
+rounds and the ratio of medians.
 
 Stages (per point where the reference works per point; a query of 16 organs in WPL mode is
 96 points):
@@ -15,15 +18,16 @@ Stages (per point where the reference works per point; a query of 16 organs in W
   similarity      one point's multi-scale similarity search (Go: 8 points, random features
                   of the full-size shapes; reference: one point, grouped conv3d)
 Full-size forward passes take seconds each on two shared cores, so the per-point stages run a
-few points: the table says how many. Machine load shifts both sides alike; quote the ratios.
+few points: the table says how many.
 
-  /usr/bin/python3 build/bench/localize_compare.py [--ref-points 1]
+  /usr/bin/python3 build/bench/localize_compare.py [--ref-points 1] [--rounds 3]
 """
 
 import argparse
 import json
 import os
 import re
+import statistics
 import subprocess
 import sys
 import time
@@ -37,25 +41,31 @@ import medlam_reference as ref  # noqa: E402
 
 
 def go_bench():
-    """Runs the Go stage benchmarks once; returns {stage: seconds (per point or per op)}."""
+    """Runs the Go stage benchmarks once; returns {stage or stage/runtime: seconds}."""
     cmd = ["go", "test", "./engine/localize/", "-run", "^$", "-bench", "^BenchmarkStage",
            "-benchtime", "1x", "-count", "1", "-timeout", "30m"]
     print("+ " + " ".join(cmd), file=sys.stderr)
     out = subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, text=True).stdout
     res = {}
     for line in out.splitlines():
-        m = re.match(r"BenchmarkStage(\w+?)(-\d+)?\s+\d+\s+(\d+) ns/op(.*)", line)
+        if "SKIP" in line:
+            raise SystemExit("localize_compare: skipped: " + line)
+        m = re.match(r"BenchmarkStage(\w+?)(/\w+?)?(-\d+)?\s+\d+\s+(\d+) ns/op(.*)", line)
         if not m:
             continue
-        name, ns, rest = m.group(1), int(m.group(3)), m.group(4)
+        name = m.group(1) + (m.group(2) or "")
+        ns, rest = int(m.group(4)), m.group(5)
         per = re.search(r"([\d.e+-]+) s/point", rest)
         res[name] = float(per.group(1)) if per else ns / 1e9
-        if "SKIP" in line:
-            raise SystemExit("localize_compare: %s skipped" % name)
-    missing = {"Coarse", "Templates", "RefineNetwork", "Similarity"} - set(res)
+    want = {"Similarity"} | {s + "/" + r for s in NETWORK_STAGES for r in RUNTIMES}
+    missing = want - set(res)
     if missing:
         raise SystemExit("localize_compare: no result for %s in:\n%s" % (missing, out))
     return res
+
+
+NETWORK_STAGES = ["Coarse", "Templates", "RefineNetwork"]
+RUNTIMES = ["native", "ort"]
 
 
 def torch_reference(points):
@@ -83,29 +93,42 @@ def torch_reference(points):
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--ref-points", type=int, default=1,
-                   help="points of the reference's per-point stages (each about 15 s)")
+                   help="points of the reference's per-point stages (each about 3 s)")
+    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds of each side")
     args = p.parse_args()
     if not os.path.exists(os.path.join(ROOT, "models", "full", "medlam.onnx")):
         subprocess.run(["make", "models-medlam-full"], cwd=ROOT, check=True)
-    go = go_bench()
-    tr = torch_reference(args.ref_points)
+    gos, trs = [], []
+    for r in range(args.rounds):
+        sides = [lambda: gos.append(go_bench()),
+                 lambda: trs.append(torch_reference(args.ref_points))]
+        for run in (sides if r % 2 == 0 else sides[::-1]):
+            run()
+    med = lambda runs, key: statistics.median(x[key] for x in runs)
+    go = {k: med(gos, k) for k in gos[0]}
+    tr = {k: med(trs, k) for k in trs[0]}
     rows = [("coarse (10 crops)", "Coarse", "per query", "10 crops", "10 crops"),
             ("templates", "Templates", "per point", "6 points", "%d" % args.ref_points),
             ("refine network", "RefineNetwork", "per point", "2 points",
              "%d" % args.ref_points),
             ("similarity search", "Similarity", "per point", "8 points",
              "%d" % args.ref_points)]
-    print("| stage | unit | Go s | torch s | torch / Go | Go measured on | torch on |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+    print("Medians of %d interleaved rounds; seconds." % args.rounds)
+    print("| stage | unit | torch s | Go native s | Go ort s | torch / native | torch / ort "
+          "| Go measured on | torch on |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for label, key, unit, gon, ton in rows:
-        print("| %s | %s | %.3f | %.3f | %.1fx | %s | %s |" % (
-            label, unit, go[key], tr[key], tr[key] / go[key], gon, ton))
-    per_query_go = go["Coarse"] + 96 * (go["RefineNetwork"] + go["Similarity"])
-    per_query_tr = tr["Coarse"] + 96 * (tr["RefineNetwork"] + tr["Similarity"])
-    print("| query, 16 organs (96 points), estimated | per query | %.1f | %.1f | %.1fx | "
-          "from the rows | from the rows |" % (per_query_go, per_query_tr,
-                                               per_query_tr / per_query_go))
-    print(json.dumps({"go": go, "torch": tr}), file=sys.stderr)
+        nat = go.get(key + "/native", go.get(key))
+        ort = go.get(key + "/ort", go.get(key))
+        print("| %s | %s | %.3f | %.3f | %.3f | %.1fx | %.1fx | %s | %s |" % (
+            label, unit, tr[key], nat, ort, tr[key] / nat, tr[key] / ort, gon, ton))
+    q_nat = go["Coarse/native"] + 96 * (go["RefineNetwork/native"] + go["Similarity"])
+    q_ort = go["Coarse/ort"] + 96 * (go["RefineNetwork/ort"] + go["Similarity"])
+    q_tr = tr["Coarse"] + 96 * (tr["RefineNetwork"] + tr["Similarity"])
+    print("| query, 16 organs (96 points), estimated | per query | %.1f | %.1f | %.1f | "
+          "%.1fx | %.1fx | from the rows | from the rows |" % (
+              q_tr, q_nat, q_ort, q_tr / q_nat, q_tr / q_ort))
+    print(json.dumps({"go": gos, "torch": trs}), file=sys.stderr)
     return 0
 
 

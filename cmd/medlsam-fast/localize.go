@@ -36,6 +36,7 @@ type localizeFlags struct {
 	labelNames    string
 	models        string
 	modelName     string
+	medlamRuntime string
 	ortLib        string
 	threads       int
 	batch         int
@@ -119,8 +120,12 @@ func (f *localizeFlags) addShared(fs *pflag.FlagSet) {
 	fs.StringVar(&f.modelName, "model-name", "",
 		"MedLAM model base name: NAME.onnx (full) and NAME-encoder.onnx (optional, coarse "+
 			"step); default medlam, or the directory's only MedLAM model")
+	fs.StringVar(&f.medlamRuntime, "medlam-runtime", engine.Native,
+		"what runs MedLAM on the CPU: native (Winograd convolutions, no ONNX Runtime) or "+
+			"ort (ONNX Runtime)")
 	fs.StringVar(&f.ortLib, "ort-lib", "", "path of libonnxruntime.so.1 (default: search)")
-	fs.IntVar(&f.threads, "threads", 0, "CPU threads for ONNX Runtime (0: all)")
+	fs.IntVar(&f.threads, "threads", 0, "CPU threads for ONNX Runtime (0: all; the native "+
+		"runtime uses GOMAXPROCS)")
 	fs.IntVar(&f.batch, "batch", localize.DefaultBatchSize, "MedLAM patches per network call")
 	fs.Uint64Var(&f.seed, "seed", 2023, "seed of the coarse step's random crops")
 	fs.StringVar(&f.mode, "mode", "WPL", "WPL (one box per organ) or SPL (one box per z chunk)")
@@ -142,6 +147,10 @@ func (f *localizeFlags) check() error {
 		return fmt.Errorf("%w: give one of --template pairs, --template-points or "+
 			"--templates-file", errUsage)
 	}
+	if r := f.medlamRuntime; r != engine.Native && r != engine.ORT {
+		return fmt.Errorf("%w: --medlam-runtime %q is neither %s nor %s", errUsage, r,
+			engine.Native, engine.ORT)
+	}
 	if m := localize.Mode(strings.ToUpper(f.mode)); m != localize.WPL && m != localize.SPL {
 		return fmt.Errorf("%w: --mode %q is neither WPL nor SPL", errUsage, f.mode)
 	}
@@ -156,7 +165,8 @@ func (f *localizeFlags) openEngine(kern localize.Kernels) (*engine.Engine, error
 		SliceInterval: f.sliceInterval, BatchSize: f.batch, Seed: f.seed,
 		Logger: slog.Default(), Kernels: kern}
 	return engine.Open(f.models, f.gpu.engineOptions(engine.Options{
-		ModelName: f.modelName, ORTLibrary: f.ortLib, Threads: f.threads, Localize: cfg}))
+		ModelName: f.modelName, MedLAMRuntime: f.medlamRuntime, ORTLibrary: f.ortLib,
+		Threads: f.threads, Localize: cfg}))
 }
 
 // loadTemplates loads the template set (--templates-file) or builds it with eng from

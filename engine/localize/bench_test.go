@@ -21,16 +21,31 @@ const (
 	benchSearchPoints = 8
 )
 
-// fullNet opens the full-size models, or skips.
-func fullNet(b *testing.B) *Network {
+// runtimes are the CPU runtimes the network stages are timed on: sub-benchmarks "native"
+// (engine/native) and "ort" (ONNX Runtime).
+var runtimes = []string{"native", "ort"}
+
+// fullNet opens the full-size models on runtime rt, or skips.
+func fullNet(b *testing.B, rt string) *Network {
 	b.Helper()
 	if _, err := os.Stat(fullModel); err != nil {
 		b.Skipf("full-size MedLAM absent (run `make models-medlam-full`): %v", err)
 	}
-	net := openNet(b, fullModel)
-	enc := openNet(b, "../../models/full/medlam-encoder.onnx")
+	open := openNet
+	if rt == "native" {
+		open = openNative
+	}
+	net := open(b, fullModel)
+	enc := open(b, "../../models/full/medlam-encoder.onnx")
 	net.Encoder = enc.Full
 	return net
+}
+
+// forRuntimes runs f as one sub-benchmark per runtime.
+func forRuntimes(b *testing.B, f func(b *testing.B, net *Network)) {
+	for _, rt := range runtimes {
+		b.Run(rt, func(b *testing.B) { f(b, fullNet(b, rt)) })
+	}
 }
 
 // benchQuery is the reference benchmark's volume: seeded noise in [0.1, 1) on a 3 mm LAS
@@ -45,8 +60,9 @@ func benchQuery(b *testing.B) *Grid {
 
 // BenchmarkStageCoarse times the coarse step: 10 random crops through the encoder-only
 // network in one batch, their mean position.
-func BenchmarkStageCoarse(b *testing.B) {
-	net := fullNet(b)
+func BenchmarkStageCoarse(b *testing.B) { forRuntimes(b, benchCoarse) }
+
+func benchCoarse(b *testing.B, net *Network) {
 	q := benchQuery(b)
 	cfg := quiet
 	cfg.BatchSize = DefaultCoarseCrops
@@ -60,8 +76,9 @@ func BenchmarkStageCoarse(b *testing.B) {
 
 // BenchmarkStageTemplates times the template set of one organ of one template (six points:
 // six full forward passes and their kernels) and reports seconds per point.
-func BenchmarkStageTemplates(b *testing.B) {
-	net := fullNet(b)
+func BenchmarkStageTemplates(b *testing.B) { forRuntimes(b, benchTemplates) }
+
+func benchTemplates(b *testing.B, net *Network) {
 	s := scene{dims: [3]int{80, 80, 80}}
 	tpl := []Template{{Image: s.image(b), Labels: s.labels(b)}}
 	organs := sceneOrganList[:1]
@@ -78,8 +95,9 @@ func BenchmarkStageTemplates(b *testing.B) {
 
 // BenchmarkStageRefineNetwork times the refinement's network calls (benchRefinePoints
 // patches in one batch, all four outputs) and reports seconds per point.
-func BenchmarkStageRefineNetwork(b *testing.B) {
-	net := fullNet(b)
+func BenchmarkStageRefineNetwork(b *testing.B) { forRuntimes(b, benchRefineNetwork) }
+
+func benchRefineNetwork(b *testing.B, net *Network) {
 	q := benchQuery(b)
 	d := paddedDims(q)
 	names := OutputFeatures[:]

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/medlsam-fast/medlsam-fast/engine/backend"
+	"github.com/medlsam-fast/medlsam-fast/engine/native"
 	"github.com/medlsam-fast/medlsam-fast/engine/nifti"
 	"github.com/medlsam-fast/medlsam-fast/engine/ort"
 	"github.com/medlsam-fast/medlsam-fast/engine/phantom"
@@ -166,6 +167,17 @@ func openNet(t testing.TB, path string) *Network {
 	}
 	t.Cleanup(func() { full.Close() })
 	return &Network{Full: full, ModelSHA256: full.Manifest().SHA256}
+}
+
+// openNative opens the MedLAM model at path on the native CPU runtime (engine/native).
+func openNative(t testing.TB, path string) *Network {
+	t.Helper()
+	m, err := native.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	return &Network{Full: m, ModelSHA256: m.Manifest().SHA256}
 }
 
 // readCTData reads the shared CT and its labels, or returns why it cannot.

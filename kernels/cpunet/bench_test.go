@@ -1,7 +1,6 @@
 package cpunet
 
 import (
-	"fmt"
 	"math/rand/v2"
 	"testing"
 )
@@ -43,7 +42,6 @@ func BenchmarkConv(b *testing.B) {
 			b.ReportMetric(macs*float64(b.N)/b.Elapsed().Seconds()/1e9, "GMAC/s")
 			b.ReportMetric(0, "ns/op")
 			b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/op")
-			_ = fmt.Sprint()
 		})
 	}
 }

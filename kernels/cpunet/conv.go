@@ -133,15 +133,14 @@ type Stats struct {
 	N          int // voxels summed
 }
 
-// scratch is one worker's buffers for Forward.
+// scratch is one worker's Winograd buffers for Forward.
 type scratch struct {
-	v, m  []float32
-	stats []float64
+	v, m []float32
 }
 
 var scratchPool sync.Pool
 
-func getScratch(nv, nm, ns int) *scratch {
+func getScratch(nv, nm int) *scratch {
 	s, _ := scratchPool.Get().(*scratch)
 	if s == nil {
 		s = &scratch{}
@@ -152,11 +151,7 @@ func getScratch(nv, nm, ns int) *scratch {
 	if cap(s.m) < nm {
 		s.m = make([]float32, nm)
 	}
-	if cap(s.stats) < ns {
-		s.stats = make([]float64, ns)
-	}
-	s.v, s.m, s.stats = s.v[:nv], s.m[:nm], s.stats[:ns]
-	clear(s.stats)
+	s.v, s.m = s.v[:nv], s.m[:nm]
 	return s
 }
 
@@ -178,22 +173,28 @@ func (c *Conv) Forward(dst, src1, src2 []float32, d, h, w int) Stats {
 		checkLen("second convolution input", len(src2), nvox*c.cp2)
 	}
 	total := Stats{Sum: make([]float64, c.coutp), SumSq: make([]float64, c.coutp), N: nvox}
-	var mu sync.Mutex
-	merge := func(s []float64) {
-		mu.Lock()
-		for k := range c.coutp {
-			total.Sum[k] += s[k]
-			total.SumSq[k] += s[c.coutp+k]
+	// Every chunk (or plane) sums into its own row and the rows are added in order, so the
+	// sums, and everything normalised by them, do not depend on the number of workers or on
+	// which worker ran which chunk.
+	var parts []float64
+	reduce := func() Stats {
+		for r := 0; r < len(parts); r += 2 * c.coutp {
+			for k := range c.coutp {
+				total.Sum[k] += parts[r+k]
+				total.SumSq[k] += parts[r+c.coutp+k]
+			}
 		}
-		mu.Unlock()
+		return total
 	}
 	if c.w27 != nil {
+		parts = make([]float64, d*2*c.coutp)
 		kernels.ParallelFor(d, 1, func(lo, hi int) {
-			s := make([]float64, 2*c.coutp)
-			conv1(level, src1, d, h, w, c.w27, c.bias, c.coutp, dst, s, lo, hi)
-			merge(s)
+			for z := lo; z < hi; z++ {
+				conv1(level, src1, d, h, w, c.w27, c.bias, c.coutp, dst,
+					parts[z*2*c.coutp:(z+1)*2*c.coutp], z, z+1)
+			}
 		})
-		return total
+		return reduce()
 	}
 	if d%2 != 0 || h%2 != 0 || w%2 != 0 {
 		panic(fmt.Sprintf("cpunet: internal error: Winograd convolution of odd grid %dx%dx%d",
@@ -205,25 +206,29 @@ func (c *Conv) Forward(dst, src1, src2 []float32, d, h, w int) Stats {
 	g := C.cpunet_conv_geom{cp1: C.int64_t(c.cp1), cp2: C.int64_t(c.cp2), d: C.int64_t(d),
 		h: C.int64_t(h), w: C.int64_t(w), coutp: C.int64_t(c.coutp), nrw: C.int64_t(c.nrw)}
 	tiles := nvox / 8
+	chunks := (tiles + Chunk - 1) / Chunk
+	parts = make([]float64, chunks*2*c.coutp)
 	cinp := c.cp1 + c.cp2
-	kernels.ParallelFor((tiles+Chunk-1)/Chunk, 1, func(lo, hi int) {
-		s := getScratch(64*Chunk*cinp, 64*Chunk*c.coutp, 2*c.coutp)
-		t0, t1 := C.int64_t(lo*Chunk), C.int64_t(min(hi*Chunk, tiles))
-		switch level {
-		case AVX512:
-			C.cpunet_conv_avx512(&g, f32(src1), f32(src2), f32(c.u), f32(c.bias), f32(dst),
-				f32(s.v), f32(s.m), f64(s.stats), t0, t1)
-		case AVX2:
-			C.cpunet_conv_avx2(&g, f32(src1), f32(src2), f32(c.u), f32(c.bias), f32(dst),
-				f32(s.v), f32(s.m), f64(s.stats), t0, t1)
-		default:
-			C.cpunet_conv_generic(&g, f32(src1), f32(src2), f32(c.u), f32(c.bias), f32(dst),
-				f32(s.v), f32(s.m), f64(s.stats), t0, t1)
+	kernels.ParallelFor(chunks, 1, func(lo, hi int) {
+		s := getScratch(64*Chunk*cinp, 64*Chunk*c.coutp)
+		defer scratchPool.Put(s)
+		for k := lo; k < hi; k++ {
+			t0, t1 := C.int64_t(k*Chunk), C.int64_t(min((k+1)*Chunk, tiles))
+			st := f64(parts[k*2*c.coutp : (k+1)*2*c.coutp])
+			switch level {
+			case AVX512:
+				C.cpunet_conv_avx512(&g, f32(src1), f32(src2), f32(c.u), f32(c.bias),
+					f32(dst), f32(s.v), f32(s.m), st, t0, t1)
+			case AVX2:
+				C.cpunet_conv_avx2(&g, f32(src1), f32(src2), f32(c.u), f32(c.bias),
+					f32(dst), f32(s.v), f32(s.m), st, t0, t1)
+			default:
+				C.cpunet_conv_generic(&g, f32(src1), f32(src2), f32(c.u), f32(c.bias),
+					f32(dst), f32(s.v), f32(s.m), st, t0, t1)
+			}
 		}
-		merge(s.stats)
-		scratchPool.Put(s)
 	})
-	return total
+	return reduce()
 }
 
 func conv1(l Level, src []float32, d, h, w int, w27, bias []float32, coutp int, dst []float32,

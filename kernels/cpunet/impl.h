@@ -39,7 +39,7 @@ typedef int vi __attribute__((vector_size(64)));
 // Register-tile heights (tiles per step) for panels of 1..4 vectors, chosen so the
 // accumulators fit the register file: 32 ZMM, or 16 YMM/XMM holding 2 or 4 per vector.
 #if defined(__AVX512F__)
-enum { MR1 = 16, MR2 = 12, MR3 = 8, MR4 = 6 };
+enum { MR1 = 12, MR2 = 12, MR3 = 8, MR4 = 6 };
 #elif defined(__AVX2__)
 enum { MR1 = 6, MR2 = 3, MR3 = 2, MR4 = 1 };
 #else
@@ -104,31 +104,37 @@ static void input_tile(const float *src, int64_t cp, int64_t d, int64_t h, int64
 	}
 	for (int ix = 0; ix < 4; ix++)
 		if (x0 + ix >= 0 && x0 + ix < w) okx |= 1u << ix;
-	for (int64_t cb = 0; cb < cp; cb += 16) {
-		vf t[64];
-		if (okx == 15) {
-			_Pragma("GCC unroll 16") for (int q = 0; q < 16; q++) {
-				if (row[q]) {
-					const float *p = row[q] + x0 * cp + cb;
-					t[4 * q] = ld(p);
-					t[4 * q + 1] = ld(p + cp);
-					t[4 * q + 2] = ld(p + 2 * cp);
-					t[4 * q + 3] = ld(p + 3 * cp);
-				} else {
-					t[4 * q] = t[4 * q + 1] = t[4 * q + 2] = t[4 * q + 3] = (vf){0};
+	const int inside = okx == 15 && row[0] && row[15];
+	// B^T along z first: output plane pz combines two input planes (za, zb) as
+	// pz 0: d0 - d2, 1: d1 + d2, 2: d2 - d1, 3: d1 - d3. Then x and y within the plane, all
+	// in registers: 16 vectors at a time.
+	static const int za[4] = {0, 1, 2, 1}, zb[4] = {2, 2, 1, 3};
+	static const float sb[4] = {-1, 1, -1, -1};
+	for (int64_t cb = 0; cb < cp; cb += 16)
+		_Pragma("GCC unroll 4") for (int pz = 0; pz < 4; pz++) {
+			vf s[16];
+			if (inside) {
+				_Pragma("GCC unroll 16") for (int q = 0; q < 16; q++) {
+					const int64_t o = (x0 + (q & 3)) * cp + cb;
+					s[q] = ld(row[za[pz] * 4 + (q >> 2)] + o) +
+					       ld(row[zb[pz] * 4 + (q >> 2)] + o) * sb[pz];
+				}
+			} else {
+				for (int q = 0; q < 16; q++) {
+					const int ix = q & 3;
+					const float *ra = row[za[pz] * 4 + (q >> 2)], *rb = row[zb[pz] * 4 + (q >> 2)];
+					const int64_t o = (x0 + ix) * cp + cb;
+					const int okq = okx >> ix & 1;
+					const vf a = ra && okq ? ld(ra + o) : (vf){0};
+					const vf b = rb && okq ? ld(rb + o) : (vf){0};
+					s[q] = a + b * sb[pz];
 				}
 			}
-		} else {
-			for (int q = 0; q < 16; q++)
-				for (int ix = 0; ix < 4; ix++)
-					t[4 * q + ix] = row[q] && (okx >> ix & 1) ? ld(row[q] + (x0 + ix) * cp + cb)
-										 : (vf){0};
+			_Pragma("GCC unroll 4") for (int iy = 0; iy < 4; iy++) bt4(s + 4 * iy, 1);
+			_Pragma("GCC unroll 4") for (int ix = 0; ix < 4; ix++) bt4(s + ix, 4);
+			_Pragma("GCC unroll 16") for (int q = 0; q < 16; q++)
+				st(v + (pz * 16 + q) * vps + cb, s[q]);
 		}
-		_Pragma("GCC unroll 16") for (int q = 0; q < 16; q++) bt4(t + 4 * q, 1);
-		_Pragma("GCC unroll 16") for (int q = 0; q < 16; q++) bt4(t + (q / 4) * 16 + q % 4, 4);
-		_Pragma("GCC unroll 16") for (int q = 0; q < 16; q++) bt4(t + q, 16);
-		_Pragma("GCC unroll 64") for (int p = 0; p < 64; p++) st(v + p * vps + cb, t[p]);
-	}
 }
 
 void FN(cpunet_conv)(const cpunet_conv_geom *g, const float *src1, const float *src2,
