@@ -10,7 +10,7 @@ import (
 // compares with direct implementations at the same work.
 func BenchmarkConv(b *testing.B) {
 	for _, tc := range []struct {
-		name              string
+		name               string
 		c1, c2, cout, edge int
 	}{
 		{"conv8_1", 96, 48, 96, 64},
