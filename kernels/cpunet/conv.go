@@ -26,7 +26,7 @@ type Conv struct {
 	C1, C2, Cout int
 
 	cp1, cp2, coutp, nrw int
-	u                    []float32 // [64][coutp/nrw][cp1+cp2][nrw]
+	u                    []float32 // [positions][coutp/nrw][cp1+cp2][nrw]
 	w27                  []float32 // [27][coutp], the direct form when C1 == 1, C2 == 0
 	bias                 []float32 // [coutp]
 }
@@ -60,8 +60,8 @@ func NewConv(weight, bias []float32, c1, c2, cout int) (*Conv, error) {
 	c.nrw = 16 * panelVectors(c.coutp/16)
 	cinp := c.cp1 + c.cp2
 	nb := c.coutp / c.nrw
-	c.u = make([]float32, 64*c.coutp*cinp)
-	var t [64]float64
+	c.u = make([]float32, positions*c.coutp*cinp)
+	var t [positions]float64
 	for o := range cout {
 		jb, j := o/c.nrw, o%c.nrw
 		for i := range cin {
@@ -89,37 +89,52 @@ func panelVectors(n int) int {
 	return 1
 }
 
-// winogradG is G of F(2,3): the 4 kernel-domain values of a 3-tap kernel.
-var winogradG = [4][3]float64{{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}}
+// positions is the number of transformed values of a tile (impl.h): 4 along z (F(2,3)) by
+// 6 along y and x (F(4,3)).
+const positions = C.CPUNET_POSITIONS
 
-// transformKernel sets t[(pz*4 + py)*4 + px] = sum G[pz][kz] G[py][ky] G[px][kx] g[kz][ky][kx].
-func transformKernel(t *[64]float64, g []float32) {
-	var a [3][3][4]float64 // x transformed
+// G of F(2,3) and of F(4,3): the kernel-domain values of a 3-tap kernel.
+var (
+	winogradG2 = [4][3]float64{{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}}
+	winogradG4 = [6][3]float64{
+		{1.0 / 4, 0, 0},
+		{-1.0 / 6, -1.0 / 6, -1.0 / 6},
+		{-1.0 / 6, 1.0 / 6, -1.0 / 6},
+		{1.0 / 24, 1.0 / 12, 1.0 / 6},
+		{1.0 / 24, -1.0 / 12, 1.0 / 6},
+		{0, 0, 1},
+	}
+)
+
+// transformKernel sets t[(pz*6 + py)*6 + px] =
+// sum G2[pz][kz] G4[py][ky] G4[px][kx] g[kz][ky][kx], in float64.
+func transformKernel(t *[positions]float64, g []float32) {
+	var a [3][3][6]float64 // x transformed
 	for kz := range 3 {
 		for ky := range 3 {
-			for px := range 4 {
+			for px := range 6 {
 				for kx := range 3 {
-					a[kz][ky][px] += winogradG[px][kx] * float64(g[(kz*3+ky)*3+kx])
+					a[kz][ky][px] += winogradG4[px][kx] * float64(g[(kz*3+ky)*3+kx])
 				}
 			}
 		}
 	}
-	var b [3][4][4]float64 // y transformed
+	var b [3][6][6]float64 // y transformed
 	for kz := range 3 {
-		for py := range 4 {
-			for px := range 4 {
+		for py := range 6 {
+			for px := range 6 {
 				for ky := range 3 {
-					b[kz][py][px] += winogradG[py][ky] * a[kz][ky][px]
+					b[kz][py][px] += winogradG4[py][ky] * a[kz][ky][px]
 				}
 			}
 		}
 	}
-	*t = [64]float64{}
+	*t = [positions]float64{}
 	for pz := range 4 {
-		for py := range 4 {
-			for px := range 4 {
+		for py := range 6 {
+			for px := range 6 {
 				for kz := range 3 {
-					t[(pz*4+py)*4+px] += winogradG[pz][kz] * b[kz][py][px]
+					t[(pz*6+py)*6+px] += winogradG2[pz][kz] * b[kz][py][px]
 				}
 			}
 		}
@@ -157,7 +172,8 @@ func getScratch(nv, nm int) *scratch {
 
 // Forward writes the convolution of the [d][h][w] input cat(src1, src2) to dst (channel
 // stride Pad(Cout)) and returns the per-channel sums of dst for a following normalisation.
-// d, h and w must be even (every grid of the network is) unless the input has one channel,
+// d must be even and h, w multiples of 4 (every grid of the network is) unless the input
+// has one channel,
 // in which case src1 is a plain [d][h][w] array rather than a padded channels-last tensor;
 // src2 is ignored when C2 is 0. A length or shape that does not fit is a bug of the caller
 // and panics.
@@ -196,21 +212,21 @@ func (c *Conv) Forward(dst, src1, src2 []float32, d, h, w int) Stats {
 		})
 		return reduce()
 	}
-	if d%2 != 0 || h%2 != 0 || w%2 != 0 {
-		panic(fmt.Sprintf("cpunet: internal error: Winograd convolution of odd grid %dx%dx%d",
-			d, h, w))
+	if d%2 != 0 || h%4 != 0 || w%4 != 0 {
+		panic(fmt.Sprintf("cpunet: internal error: Winograd convolution of a %dx%dx%d grid "+
+			"(needs d even, h and w multiples of 4)", d, h, w))
 	}
 	if c.C2 == 0 {
 		src2 = nil
 	}
 	g := C.cpunet_conv_geom{cp1: C.int64_t(c.cp1), cp2: C.int64_t(c.cp2), d: C.int64_t(d),
 		h: C.int64_t(h), w: C.int64_t(w), coutp: C.int64_t(c.coutp), nrw: C.int64_t(c.nrw)}
-	tiles := nvox / 8
+	tiles := nvox / 32
 	chunks := (tiles + Chunk - 1) / Chunk
 	parts = make([]float64, chunks*2*c.coutp)
 	cinp := c.cp1 + c.cp2
 	kernels.ParallelFor(chunks, 1, func(lo, hi int) {
-		s := getScratch(64*Chunk*cinp, 64*Chunk*c.coutp)
+		s := getScratch(positions*Chunk*cinp, positions*Chunk*c.coutp)
 		defer scratchPool.Put(s)
 		for k := lo; k < hi; k++ {
 			t0, t1 := C.int64_t(k*Chunk), C.int64_t(min((k+1)*Chunk, tiles))

@@ -1,14 +1,18 @@
 // Package cpunet holds the CPU kernels of the native MedLAM network: 3x3x3 convolutions by
-// Winograd F(2x2x2, 3x3x3), instance normalisation with ReLU, 2x max pooling and trilinear
-// x2 upsampling, all on single-sample channels-last tensors.
+// Winograd's minimal filtering, instance normalisation with ReLU, 2x max pooling and
+// trilinear x2 upsampling, all on single-sample channels-last tensors.
 //
 // Why it exists: the network's convolutions are 212 GMAC per 64^3 patch, and both ONNX
-// Runtime and torch run them directly at about half of this CPU's fp32 FMA peak. Winograd
-// F(2,3) in three dimensions multiplies 64 times per 8 outputs where the direct form
-// multiplies 216 times, so the same convolution needs 3.4x fewer multiply-adds, and the
-// products become 64 dense matrix products per block of tiles, which register tiles run
-// close to peak. The transforms use only additions and halvings, so the results stay within
-// a few float32 roundings of the direct form (the tests bound the difference).
+// Runtime and torch run them directly at about half of this CPU's fp32 FMA peak. A Winograd
+// tile here is F(2,3) along z and F(4,3) along y and x: 2x4x4 outputs from 4x6x6 inputs, 144
+// multiplications per input and output channel where the direct form needs 864, so the same
+// convolution needs 6x fewer multiply-adds, and the products become 144 dense matrix
+// products per block of tiles, which register tiles run at about three quarters of peak. The
+// transforms use small integer and fractional coefficients; the results stay within about
+// 1e-5 relative to the largest partial sums of the direct form (the tests bound it against a
+// float64 direct convolution, and engine/native's tests bound the network against ONNX
+// Runtime and torch). F(4,3) along all three axes would save another third of the products
+// but grows both the error and the per-tile buffers past the L2 cache.
 //
 // Layout: a tensor of c channels over a [d][h][w] grid is a []float32 of d*h*w*Pad(c)
 // values; voxel (z, y, x), channel k is at ((z*h + y)*w + x)*Pad(c) + k, and channels c to
@@ -18,7 +22,8 @@
 // The arithmetic is C (impl.h, GCC vector extensions) compiled three times: for AVX-512, for
 // AVX2 with FMA, and for the baseline; the best that the CPU and OS run is used. Every entry
 // point checks its slices' lengths against the shapes before it calls C, which checks
-// nothing. Work is spread over kernels.Workers() goroutines.
+// nothing. Work is spread over kernels.Workers() goroutines; results do not depend on their
+// number.
 package cpunet
 
 /*
@@ -72,7 +77,7 @@ func Levels() []Level {
 // Pad returns the channel stride of a tensor with c channels: c rounded up to 16.
 func Pad(c int) int { return (c + 15) / 16 * 16 }
 
-// Chunk is the number of Winograd tiles (2x2x2 output voxels each) processed together.
+// Chunk is the number of Winograd tiles (2x4x4 output voxels each) processed together.
 const Chunk = C.CPUNET_CHUNK
 
 func checkLen(what string, got, want int) {

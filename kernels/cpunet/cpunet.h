@@ -12,23 +12,28 @@
 
 // CPUNET_CHUNK is the number of Winograd tiles one conv step transforms, multiplies and
 // transforms back while they are in cache; a multiple of every register-tile height.
-#define CPUNET_CHUNK 48
+#define CPUNET_CHUNK 24
+
+// CPUNET_POSITIONS is the number of transformed values per tile and channel: a tile is
+// 2 x 4 x 4 outputs (z, y, x) from 4 x 6 x 6 inputs, F(2,3) along z and F(4,3) along y, x.
+#define CPUNET_POSITIONS 144
 
 // cpunet_conv_geom describes one 3x3x3 convolution (stride 1, zero padding 1, bias) by
-// Winograd F(2x2x2, 3x3x3). Its input is the channel-wise concatenation of src1 (cp1
+// Winograd F(2x4x4, 3x3x3). Its input is the channel-wise concatenation of src1 (cp1
 // channels) and src2 (cp2 channels; none when cp2 == 0).
 typedef struct {
 	int64_t cp1, cp2;
-	int64_t d, h, w;       // spatial size of input and output; each even
+	int64_t d, h, w;       // spatial size of input and output; d even, h and w multiples of 4
 	int64_t coutp;         // output channel stride
 	int64_t nrw;           // weight panel width: 16, 32, 48 or 64, dividing coutp
 } cpunet_conv_geom;
 
-// Buffers of cpunet_conv: u the transformed weights [64][coutp/nrw][cp1+cp2][nrw], bias
-// [coutp] (zero in the padding), dst the output (channel stride coutp), v and m scratch of
-// 64*CHUNK*(cp1+cp2) and 64*CHUNK*coutp floats, stats [2*coutp] to which the per-channel sums
-// and sums of squares of the output are added. The call covers output tiles [t0, t1), tile
-// (tz, ty, tx) = 2x2x2 output voxels at (2tz, 2ty, 2tx), numbered with tx fastest.
+// Buffers of cpunet_conv: u the transformed weights [POSITIONS][coutp/nrw][cp1+cp2][nrw],
+// bias [coutp] (zero in the padding), dst the output (channel stride coutp), v and m scratch
+// of POSITIONS*CHUNK*(cp1+cp2) and POSITIONS*CHUNK*coutp floats, stats [2*coutp] to which
+// the per-channel sums and sums of squares of the output are added. The call covers output
+// tiles [t0, t1), tile (tz, ty, tx) = the 2x4x4 output voxels from (2tz, 4ty, 4tx),
+// numbered with tx fastest.
 #define CPUNET_DECLARE(sfx)                                                                   \
 	void cpunet_conv##sfx(const cpunet_conv_geom *g, const float *src1, const float *src2,    \
 		const float *u, const float *bias, float *dst, float *v, float *m, double *stats,     \

@@ -64,12 +64,12 @@ func TestConvMatchesDirect(t *testing.T) {
 	cases := []struct{ c1, c2, cout, d, h, w int }{
 		{1, 0, 6, 5, 7, 3},    // direct one-channel form, odd grid
 		{1, 0, 48, 4, 4, 6},   // three output vectors
-		{6, 0, 6, 4, 6, 8},    // padded channels both sides
+		{6, 0, 6, 4, 8, 12},   // padded channels both sides
 		{12, 6, 12, 6, 4, 4},  // two sources, both padded
 		{16, 16, 32, 4, 4, 4}, // two vectors of output
 		{48, 0, 48, 8, 8, 8},  // full widths: panels of 3 vectors
-		{17, 0, 64, 2, 4, 2},  // panels of 4 vectors
-		{20, 30, 80, 4, 2, 6}, // 5 output vectors: panels of 1
+		{17, 0, 64, 2, 4, 8},  // panels of 4 vectors
+		{20, 30, 80, 4, 8, 4}, // 5 output vectors: panels of 1
 	}
 	forLevels(t, func(t *testing.T) {
 		for _, tc := range cases {

@@ -3,16 +3,21 @@
 // the suffix of its entry points. A vector is 16 floats: one ZMM register under AVX-512, two
 // YMM or four XMM registers in the other builds.
 //
-// Winograd F(2x2x2, 3x3x3), in one dimension (a correlation, as deep-learning convolutions
-// are): y = A^T [(G g) .* (B^T d)] for an input run d0..d3, kernel g0..g2, outputs y0, y1 with
-// y_o = sum_k g_k d_(o+k). Here
-//   B^T d = (d0 - d2, d1 + d2, d2 - d1, d1 - d3)
-//   A^T m = (m0 + m1 + m2, m1 - m2 - m3)
-//   G g   = (g0, (g0 + g1 + g2)/2, (g0 - g1 + g2)/2, g2)   (applied in Go, cpunet.go)
-// and the 3D transforms apply these along x, then y, then z. Position p = (pz*4 + py)*4 + px
-// of a tile's 64 transformed values multiplies, for every output channel, the sum over input
-// channels: per position one matrix product [tiles x cin] x [cin x cout], done by register
-// tiles below. That is 64 multiplications per 8 outputs where the direct form needs 216.
+// Winograd convolution: in one dimension (a correlation, as deep-learning convolutions
+// are), F(n,3) computes n outputs y_o = sum_k g_k d_(o+k) of a 3-tap kernel g from n+2
+// inputs d as y = A^T [(G g) .* (B^T d)]: n+2 multiplications where the direct form needs 3n.
+// This file uses F(2,3) along z and F(4,3) along y and x (a tile of 2x4x4 outputs from 4x6x6
+// inputs: 144 multiplications for 32 outputs, where the direct form needs 864):
+//   F(2,3)  B^T d = (d0 - d2, d1 + d2, d2 - d1, d1 - d3)
+//           A^T m = (m0 + m1 + m2, m1 - m2 - m3)
+//   F(4,3)  B^T d = (4d0 - 5d2 + d4, -4d1 - 4d2 + d3 + d4, 4d1 - 4d2 - d3 + d4,
+//                    -2d1 - d2 + 2d3 + d4, 2d1 - d2 - 2d3 + d4, 4d1 - 5d3 + d5)
+//           A^T m = (m0 + m1 + m2 + m3 + m4, m1 - m2 + 2m3 - 2m4, m1 + m2 + 4m3 + 4m4,
+//                    m1 - m2 + 8m3 - 8m4 + m5)
+// (G, the kernel side, is applied once per model in Go: conv.go). Position
+// p = (pz*6 + py)*6 + px of a tile's 144 transformed values multiplies, for every output
+// channel, a sum over input channels: per position one matrix product [tiles x cin] x
+// [cin x cout], done by the register tiles below.
 
 #include "cpunet.h"
 
@@ -82,47 +87,50 @@ static int64_t micro_rows(int64_t nv) {
 	return MR4;
 }
 
-// bt4 applies B^T to the four vectors at t[0], t[s], t[2s], t[3s].
-#define bt4(t, s)                                                          \
-	do {                                                                   \
-		const vf d0_ = (t)[0], d1_ = (t)[s], d2_ = (t)[2 * (s)], d3_ = (t)[3 * (s)]; \
-		(t)[0] = d0_ - d2_;                                                \
-		(t)[s] = d1_ + d2_;                                                \
-		(t)[2 * (s)] = d2_ - d1_;                                          \
-		(t)[3 * (s)] = d1_ - d3_;                                          \
+// bt6 applies F(4,3)'s B^T to the six vectors t[0], t[s], ..., t[5s] in place.
+#define bt6(t, s)                                                                          \
+	do {                                                                                   \
+		const vf d0_ = (t)[0], d1_ = (t)[s], d2_ = (t)[2 * (s)], d3_ = (t)[3 * (s)];       \
+		const vf d4_ = (t)[4 * (s)], d5_ = (t)[5 * (s)];                                   \
+		const vf e_ = d4_ - 4 * d2_, f_ = d3_ - 4 * d1_, g_ = d4_ - d2_, h_ = 2 * (d3_ - d1_); \
+		(t)[0] = 4 * d0_ - 5 * d2_ + d4_;                                                  \
+		(t)[s] = e_ + f_;                                                                  \
+		(t)[2 * (s)] = e_ - f_;                                                            \
+		(t)[3 * (s)] = g_ + h_;                                                            \
+		(t)[4 * (s)] = g_ - h_;                                                            \
+		(t)[5 * (s)] = 4 * d1_ - 5 * d3_ + d5_;                                            \
 	} while (0)
 
-// input_tile writes the transformed 4x4x4 input tile whose first voxel is (z0, y0, x0) (out
-// of range voxels read as zero) to v[p*vps + c] for p < 64 and the c < cp channels of src.
+// input_tile writes the transformed 4x6x6 input tile whose first voxel is (z0, y0, x0) (out
+// of range voxels read as zero) to v[p*vps + c] for p < 144 and the c < cp channels of src.
 static void input_tile(const float *src, int64_t cp, int64_t d, int64_t h, int64_t w,
 	int64_t z0, int64_t y0, int64_t x0, float *v, int64_t vps) {
-	const float *row[16];
+	const float *row[24]; // (iz, iy) -> start of that input row, or 0 outside the grid
 	unsigned okx = 0;
-	for (int q = 0; q < 16; q++) {
-		const int64_t z = z0 + q / 4, y = y0 + q % 4;
+	for (int q = 0; q < 24; q++) {
+		const int64_t z = z0 + q / 6, y = y0 + q % 6;
 		row[q] = z >= 0 && z < d && y >= 0 && y < h ? src + (z * h + y) * w * cp : 0;
 	}
-	for (int ix = 0; ix < 4; ix++)
+	for (int ix = 0; ix < 6; ix++)
 		if (x0 + ix >= 0 && x0 + ix < w) okx |= 1u << ix;
-	const int inside = okx == 15 && row[0] && row[15];
-	// B^T along z first: output plane pz combines two input planes (za, zb) as
-	// pz 0: d0 - d2, 1: d1 + d2, 2: d2 - d1, 3: d1 - d3. Then x and y within the plane, all
-	// in registers: 16 vectors at a time.
+	int inside = okx == 63;
+	for (int q = 0; q < 24; q++) inside = inside && row[q];
+	// F(2,3)'s B^T along z first: output plane pz combines input planes za and zb as
+	// pz 0: d0 - d2, 1: d1 + d2, 2: d2 - d1, 3: d1 - d3. Then x and y within the plane.
 	static const int za[4] = {0, 1, 2, 1}, zb[4] = {2, 2, 1, 3};
 	static const float sb[4] = {-1, 1, -1, -1};
 	for (int64_t cb = 0; cb < cp; cb += 16)
-		_Pragma("GCC unroll 4") for (int pz = 0; pz < 4; pz++) {
-			vf s[16];
+		for (int pz = 0; pz < 4; pz++) {
+			vf s[36];
 			if (inside) {
-				_Pragma("GCC unroll 16") for (int q = 0; q < 16; q++) {
-					const int64_t o = (x0 + (q & 3)) * cp + cb;
-					s[q] = ld(row[za[pz] * 4 + (q >> 2)] + o) +
-					       ld(row[zb[pz] * 4 + (q >> 2)] + o) * sb[pz];
+				_Pragma("GCC unroll 36") for (int q = 0; q < 36; q++) {
+					const int64_t o = (x0 + q % 6) * cp + cb;
+					s[q] = ld(row[za[pz] * 6 + q / 6] + o) + ld(row[zb[pz] * 6 + q / 6] + o) * sb[pz];
 				}
 			} else {
-				for (int q = 0; q < 16; q++) {
-					const int ix = q & 3;
-					const float *ra = row[za[pz] * 4 + (q >> 2)], *rb = row[zb[pz] * 4 + (q >> 2)];
+				for (int q = 0; q < 36; q++) {
+					const int ix = q % 6;
+					const float *ra = row[za[pz] * 6 + q / 6], *rb = row[zb[pz] * 6 + q / 6];
 					const int64_t o = (x0 + ix) * cp + cb;
 					const int okq = okx >> ix & 1;
 					const vf a = ra && okq ? ld(ra + o) : (vf){0};
@@ -130,19 +138,32 @@ static void input_tile(const float *src, int64_t cp, int64_t d, int64_t h, int64
 					s[q] = a + b * sb[pz];
 				}
 			}
-			_Pragma("GCC unroll 4") for (int iy = 0; iy < 4; iy++) bt4(s + 4 * iy, 1);
-			_Pragma("GCC unroll 4") for (int ix = 0; ix < 4; ix++) bt4(s + ix, 4);
-			_Pragma("GCC unroll 16") for (int q = 0; q < 16; q++)
-				st(v + (pz * 16 + q) * vps + cb, s[q]);
+			_Pragma("GCC unroll 6") for (int iy = 0; iy < 6; iy++) bt6(s + 6 * iy, 1);
+			_Pragma("GCC unroll 6") for (int ix = 0; ix < 6; ix++) bt6(s + ix, 6);
+			_Pragma("GCC unroll 36") for (int q = 0; q < 36; q++)
+				st(v + (pz * 36 + q) * vps + cb, s[q]);
 		}
 }
+
+// at6 applies F(4,3)'s A^T to the six vectors m[0], m[s], ..., m[5s], writing y[0], y[t],
+// y[2t], y[3t].
+#define at6(y, t, m, s)                                                                    \
+	do {                                                                                   \
+		const vf m1_ = (m)[s], m2_ = (m)[2 * (s)], m3_ = (m)[3 * (s)], m4_ = (m)[4 * (s)]; \
+		const vf a_ = m1_ + m2_, b_ = m1_ - m2_, c_ = m3_ + m4_, e_ = m3_ - m4_;           \
+		(y)[0] = (m)[0] + a_ + c_;                                                         \
+		(y)[t] = b_ + 2 * e_;                                                              \
+		(y)[2 * (t)] = a_ + 4 * c_;                                                        \
+		(y)[3 * (t)] = b_ + 8 * e_ + (m)[5 * (s)];                                         \
+	} while (0)
 
 void FN(cpunet_conv)(const cpunet_conv_geom *g, const float *src1, const float *src2,
 	const float *u, const float *bias, float *dst, float *v, float *m, double *stats,
 	int64_t t0, int64_t t1) {
+	enum { P = CPUNET_POSITIONS };
 	const int64_t cinp = g->cp1 + g->cp2, coutp = g->coutp, nrw = g->nrw;
 	const int64_t nv = nrw / 16, nb = coutp / nrw, mr = micro_rows(nv);
-	const int64_t d = g->d, h = g->h, w = g->w, th = h / 2, tw = w / 2;
+	const int64_t d = g->d, h = g->h, w = g->w, th = h / 4, tw = w / 4;
 	const int64_t vps = CPUNET_CHUNK * cinp, mps = CPUNET_CHUNK * coutp;
 	const int64_t ncb = coutp / 16;
 	vf sum[ncb], sq[ncb];
@@ -150,14 +171,14 @@ void FN(cpunet_conv)(const cpunet_conv_geom *g, const float *src1, const float *
 		const int64_t n = t1 - c0 < CPUNET_CHUNK ? t1 - c0 : CPUNET_CHUNK;
 		for (int64_t r = 0; r < n; r++) {
 			const int64_t t = c0 + r, tz = t / (th * tw), ty = t / tw % th, tx = t % tw;
-			input_tile(src1, g->cp1, d, h, w, 2 * tz - 1, 2 * ty - 1, 2 * tx - 1, v + r * cinp, vps);
+			input_tile(src1, g->cp1, d, h, w, 2 * tz - 1, 4 * ty - 1, 4 * tx - 1, v + r * cinp, vps);
 			if (g->cp2 > 0)
-				input_tile(src2, g->cp2, d, h, w, 2 * tz - 1, 2 * ty - 1, 2 * tx - 1,
+				input_tile(src2, g->cp2, d, h, w, 2 * tz - 1, 4 * ty - 1, 4 * tx - 1,
 					v + r * cinp + g->cp1, vps);
 		}
 		// Rows past n hold stale tiles (finite values) whose products are never read.
 		const int64_t rows = (n + mr - 1) / mr * mr;
-		for (int64_t p = 0; p < 64; p++)
+		for (int64_t p = 0; p < P; p++)
 			for (int64_t jb = 0; jb < nb; jb++) {
 				const float *bp = u + (p * nb + jb) * cinp * nrw;
 				for (int64_t i = 0; i < rows; i += mr) {
@@ -175,35 +196,27 @@ void FN(cpunet_conv)(const cpunet_conv_geom *g, const float *src1, const float *
 		for (int64_t r = 0; r < n; r++) {
 			const int64_t t = c0 + r, tz = t / (th * tw), ty = t / tw % th, tx = t % tw;
 			for (int64_t cb = 0; cb < ncb; cb++) {
-				vf a[32], b[16], y[8];
 				const float *mp = m + r * coutp + cb * 16;
-				// Along x: 16 runs of 4 -> 2.
-				for (int q = 0; q < 16; q++) {
-					const vf m0 = ld(mp + (4 * q) * mps), m1 = ld(mp + (4 * q + 1) * mps);
-					const vf m2 = ld(mp + (4 * q + 2) * mps), m3 = ld(mp + (4 * q + 3) * mps);
-					a[2 * q] = m0 + m1 + m2;
-					a[2 * q + 1] = m1 - m2 - m3;
-				}
-				// Along y: a[(z*4 + y)*2 + ox] -> b[(z*2 + oy)*2 + ox].
-				for (int z = 0; z < 4; z++)
-					for (int ox = 0; ox < 2; ox++) {
-						const vf *s = a + z * 8 + ox;
-						b[z * 4 + ox] = s[0] + s[2] + s[4];
-						b[z * 4 + 2 + ox] = s[2] - s[4] - s[6];
-					}
-				// Along z: b[(z*2 + oy)*2 + ox] -> y[(oz*2 + oy)*2 + ox].
-				for (int k = 0; k < 4; k++) {
-					y[k] = b[k] + b[4 + k] + b[8 + k];
-					y[4 + k] = b[4 + k] - b[8 + k] - b[12 + k];
-				}
 				const vf bv = ld(bias + cb * 16);
-				for (int k = 0; k < 8; k++) {
-					const int64_t z = 2 * tz + (k >> 2), yy = 2 * ty + ((k >> 1) & 1),
-						      x = 2 * tx + (k & 1);
-					const vf o = y[k] + bv;
-					st(dst + ((z * h + yy) * w + x) * coutp + cb * 16, o);
-					sum[cb] += o;
-					sq[cb] += o * o;
+				for (int oz = 0; oz < 2; oz++) {
+					// F(2,3)'s A^T along z: oz 0 = m0 + m1 + m2, oz 1 = m1 - m2 - m3.
+					vf a[36], b[24], y[16];
+					_Pragma("GCC unroll 36") for (int q = 0; q < 36; q++) {
+						const vf m1 = ld(mp + (36 + q) * mps), m2 = ld(mp + (72 + q) * mps);
+						a[q] = oz == 0 ? ld(mp + q * mps) + m1 + m2
+						               : m1 - m2 - ld(mp + (108 + q) * mps);
+					}
+					// Along x: a[py*6 + px] -> b[py*4 + ox]; along y: b -> y[oy*4 + ox].
+					_Pragma("GCC unroll 6") for (int py = 0; py < 6; py++) at6(b + 4 * py, 1, a + 6 * py, 1);
+					_Pragma("GCC unroll 4") for (int ox = 0; ox < 4; ox++) at6(y + ox, 4, b + ox, 4);
+					const int64_t z = 2 * tz + oz;
+					_Pragma("GCC unroll 16") for (int k = 0; k < 16; k++) {
+						const int64_t yy = 4 * ty + (k >> 2), x = 4 * tx + (k & 3);
+						const vf o = y[k] + bv;
+						st(dst + ((z * h + yy) * w + x) * coutp + cb * 16, o);
+						sum[cb] += o;
+						sq[cb] += o * o;
+					}
 				}
 			}
 		}
