@@ -61,20 +61,22 @@ func NewConv(weight, bias []float32, c1, c2, cout int) (*Conv, error) {
 	cinp := c.cp1 + c.cp2
 	nb := c.coutp / c.nrw
 	c.u = make([]float32, positions*c.coutp*cinp)
-	var t [positions]float64
-	for o := range cout {
-		jb, j := o/c.nrw, o%c.nrw
-		for i := range cin {
-			l := i
-			if i >= c1 {
-				l = c.cp1 + i - c1
-			}
-			transformKernel(&t, weight[(o*cin+i)*27:][:27])
-			for p, v := range t {
-				c.u[((p*nb+jb)*cinp+l)*c.nrw+j] = float32(v)
+	kernels.ParallelFor(cout, 1, func(lo, hi int) {
+		var t [positions]float64
+		for o := lo; o < hi; o++ {
+			jb, j := o/c.nrw, o%c.nrw
+			for i := range cin {
+				l := i
+				if i >= c1 {
+					l = c.cp1 + i - c1
+				}
+				transformKernel(&t, weight[(o*cin+i)*27:][:27])
+				for p, v := range t {
+					c.u[((p*nb+jb)*cinp+l)*c.nrw+j] = float32(v)
+				}
 			}
 		}
-	}
+	})
 	return c, nil
 }
 
@@ -222,14 +224,18 @@ func (c *Conv) Forward(dst, src1, src2 []float32, d, h, w int) Stats {
 	g := C.cpunet_conv_geom{cp1: C.int64_t(c.cp1), cp2: C.int64_t(c.cp2), d: C.int64_t(d),
 		h: C.int64_t(h), w: C.int64_t(w), coutp: C.int64_t(c.coutp), nrw: C.int64_t(c.nrw)}
 	tiles := nvox / 32
-	chunks := (tiles + Chunk - 1) / Chunk
+	// Small grids (the bottleneck's 16 tiles) are cut into pieces smaller than a chunk so
+	// that every core gets some; the piece size depends on the grid alone, never on the
+	// number of workers, so neither do the sums.
+	per := min(Chunk, max(8, tiles/16))
+	chunks := (tiles + per - 1) / per
 	parts = make([]float64, chunks*2*c.coutp)
 	cinp := c.cp1 + c.cp2
 	kernels.ParallelFor(chunks, 1, func(lo, hi int) {
-		s := getScratch(positions*Chunk*cinp, positions*Chunk*c.coutp)
+		s := getScratch(36*Chunk*cinp, (36+32)*Chunk*c.coutp)
 		defer scratchPool.Put(s)
 		for k := lo; k < hi; k++ {
-			t0, t1 := C.int64_t(k*Chunk), C.int64_t(min((k+1)*Chunk, tiles))
+			t0, t1 := C.int64_t(k*per), C.int64_t(min((k+1)*per, tiles))
 			st := f64(parts[k*2*c.coutp : (k+1)*2*c.coutp])
 			switch level {
 			case AVX512:

@@ -12,7 +12,7 @@
 
 // CPUNET_CHUNK is the number of Winograd tiles one conv step transforms, multiplies and
 // transforms back while they are in cache; a multiple of every register-tile height.
-#define CPUNET_CHUNK 24
+#define CPUNET_CHUNK 96
 
 // CPUNET_POSITIONS is the number of transformed values per tile and channel: a tile is
 // 2 x 4 x 4 outputs (z, y, x) from 4 x 6 x 6 inputs, F(2,3) along z and F(4,3) along y, x.
@@ -30,7 +30,8 @@ typedef struct {
 
 // Buffers of cpunet_conv: u the transformed weights [POSITIONS][coutp/nrw][cp1+cp2][nrw],
 // bias [coutp] (zero in the padding), dst the output (channel stride coutp), v and m scratch
-// of POSITIONS*CHUNK*(cp1+cp2) and POSITIONS*CHUNK*coutp floats, stats [2*coutp] to which
+// of 36*CHUNK*(cp1+cp2) and (36+32)*CHUNK*coutp floats (one z plane of positions; the
+// outputs), stats [2*coutp] to which
 // the per-channel sums and sums of squares of the output are added. The call covers output
 // tiles [t0, t1), tile (tz, ty, tx) = the 2x4x4 output voxels from (2tz, 4ty, 4tx),
 // numbered with tx fastest.

@@ -101,10 +101,11 @@ static int64_t micro_rows(int64_t nv) {
 		(t)[5 * (s)] = 4 * d1_ - 5 * d3_ + d5_;                                            \
 	} while (0)
 
-// input_tile writes the transformed 4x6x6 input tile whose first voxel is (z0, y0, x0) (out
-// of range voxels read as zero) to v[p*vps + c] for p < 144 and the c < cp channels of src.
+// input_tile writes plane pz of the transformed 4x6x6 input tile whose first voxel is
+// (z0, y0, x0) (out of range voxels read as zero): positions pz*36 + q, q < 36, to
+// v[q*vps + c] for the c < cp channels of src.
 static void input_tile(const float *src, int64_t cp, int64_t d, int64_t h, int64_t w,
-	int64_t z0, int64_t y0, int64_t x0, float *v, int64_t vps) {
+	int64_t z0, int64_t y0, int64_t x0, int pz, float *v, int64_t vps) {
 	const float *row[24]; // (iz, iy) -> start of that input row, or 0 outside the grid
 	unsigned okx = 0;
 	for (int q = 0; q < 24; q++) {
@@ -119,8 +120,7 @@ static void input_tile(const float *src, int64_t cp, int64_t d, int64_t h, int64
 	// pz 0: d0 - d2, 1: d1 + d2, 2: d2 - d1, 3: d1 - d3. Then x and y within the plane.
 	static const int za[4] = {0, 1, 2, 1}, zb[4] = {2, 2, 1, 3};
 	static const float sb[4] = {-1, 1, -1, -1};
-	for (int64_t cb = 0; cb < cp; cb += 16)
-		for (int pz = 0; pz < 4; pz++) {
+	for (int64_t cb = 0; cb < cp; cb += 16) {
 			vf s[36];
 			if (inside) {
 				_Pragma("GCC unroll 36") for (int q = 0; q < 36; q++) {
@@ -141,7 +141,7 @@ static void input_tile(const float *src, int64_t cp, int64_t d, int64_t h, int64
 			_Pragma("GCC unroll 6") for (int iy = 0; iy < 6; iy++) bt6(s + 6 * iy, 1);
 			_Pragma("GCC unroll 6") for (int ix = 0; ix < 6; ix++) bt6(s + ix, 6);
 			_Pragma("GCC unroll 36") for (int q = 0; q < 36; q++)
-				st(v + (pz * 36 + q) * vps + cb, s[q]);
+				st(v + q * vps + cb, s[q]);
 		}
 }
 
@@ -157,66 +157,87 @@ static void input_tile(const float *src, int64_t cp, int64_t d, int64_t h, int64
 		(y)[3 * (t)] = b_ + 8 * e_ + (m)[5 * (s)];                                         \
 	} while (0)
 
+// The conv step runs one z plane of transformed positions (36 of the 144) at a time: its
+// input transform, its 36 matrix products and its part of the output transform (F(4,3)'s
+// A^T along y and x, then F(2,3)'s A^T along z as a weighted sum into an accumulator o), so
+// that the buffers of a chunk stay in the L2 cache while each weight panel serves every tile
+// of the chunk.
 void FN(cpunet_conv)(const cpunet_conv_geom *g, const float *src1, const float *src2,
 	const float *u, const float *bias, float *dst, float *v, float *m, double *stats,
 	int64_t t0, int64_t t1) {
-	enum { P = CPUNET_POSITIONS };
+	enum { CH = CPUNET_CHUNK };
+	// F(2,3)'s A^T: output plane oz takes az[oz][pz] times transformed plane pz.
+	static const float az[2][4] = {{1, 1, 1, 0}, {0, 1, -1, -1}};
 	const int64_t cinp = g->cp1 + g->cp2, coutp = g->coutp, nrw = g->nrw;
 	const int64_t nv = nrw / 16, nb = coutp / nrw, mr = micro_rows(nv);
 	const int64_t d = g->d, h = g->h, w = g->w, th = h / 4, tw = w / 4;
-	const int64_t vps = CPUNET_CHUNK * cinp, mps = CPUNET_CHUNK * coutp;
+	const int64_t vps = CH * cinp, mps = CH * coutp;
 	const int64_t ncb = coutp / 16;
+	float *o = m + 36 * mps; // [CH][32][coutp]: outputs (oz, oy, ox) of each tile
 	vf sum[ncb], sq[ncb];
-	for (int64_t c0 = t0; c0 < t1; c0 += CPUNET_CHUNK) {
-		const int64_t n = t1 - c0 < CPUNET_CHUNK ? t1 - c0 : CPUNET_CHUNK;
-		for (int64_t r = 0; r < n; r++) {
-			const int64_t t = c0 + r, tz = t / (th * tw), ty = t / tw % th, tx = t % tw;
-			input_tile(src1, g->cp1, d, h, w, 2 * tz - 1, 4 * ty - 1, 4 * tx - 1, v + r * cinp, vps);
-			if (g->cp2 > 0)
-				input_tile(src2, g->cp2, d, h, w, 2 * tz - 1, 4 * ty - 1, 4 * tx - 1,
-					v + r * cinp + g->cp1, vps);
-		}
+	for (int64_t c0 = t0; c0 < t1; c0 += CH) {
+		const int64_t n = t1 - c0 < CH ? t1 - c0 : CH;
 		// Rows past n hold stale tiles (finite values) whose products are never read.
 		const int64_t rows = (n + mr - 1) / mr * mr;
-		for (int64_t p = 0; p < P; p++)
-			for (int64_t jb = 0; jb < nb; jb++) {
-				const float *bp = u + (p * nb + jb) * cinp * nrw;
-				for (int64_t i = 0; i < rows; i += mr) {
-					const float *ap = v + p * vps + i * cinp;
-					float *cp = m + p * mps + i * coutp + jb * nrw;
-					switch (nv) {
-					case 1: micro_1(cinp, ap, cinp, bp, cp, coutp); break;
-					case 2: micro_2(cinp, ap, cinp, bp, cp, coutp); break;
-					case 3: micro_3(cinp, ap, cinp, bp, cp, coutp); break;
-					default: micro_4(cinp, ap, cinp, bp, cp, coutp); break;
+		for (int pz = 0; pz < 4; pz++) {
+			for (int64_t r = 0; r < n; r++) {
+				const int64_t t = c0 + r, tz = t / (th * tw), ty = t / tw % th, tx = t % tw;
+				input_tile(src1, g->cp1, d, h, w, 2 * tz - 1, 4 * ty - 1, 4 * tx - 1, pz,
+					v + r * cinp, vps);
+				if (g->cp2 > 0)
+					input_tile(src2, g->cp2, d, h, w, 2 * tz - 1, 4 * ty - 1, 4 * tx - 1, pz,
+						v + r * cinp + g->cp1, vps);
+			}
+			for (int64_t q = 0; q < 36; q++)
+				for (int64_t jb = 0; jb < nb; jb++) {
+					const float *bp = u + ((pz * 36 + q) * nb + jb) * cinp * nrw;
+					for (int64_t i = 0; i < rows; i += mr) {
+						const float *ap = v + q * vps + i * cinp;
+						float *cp = m + q * mps + i * coutp + jb * nrw;
+						switch (nv) {
+						case 1: micro_1(cinp, ap, cinp, bp, cp, coutp); break;
+						case 2: micro_2(cinp, ap, cinp, bp, cp, coutp); break;
+						case 3: micro_3(cinp, ap, cinp, bp, cp, coutp); break;
+						default: micro_4(cinp, ap, cinp, bp, cp, coutp); break;
+						}
 					}
 				}
-			}
+			for (int64_t r = 0; r < n; r++)
+				for (int64_t cb = 0; cb < ncb; cb++) {
+					const float *mp = m + r * coutp + cb * 16;
+					float *op = o + r * 32 * coutp + cb * 16;
+					vf a[36], b[24], y[16];
+					_Pragma("GCC unroll 36") for (int q = 0; q < 36; q++) a[q] = ld(mp + q * mps);
+					// Along x: a[py*6 + px] -> b[py*4 + ox]; along y: b -> y[oy*4 + ox].
+					_Pragma("GCC unroll 6") for (int py = 0; py < 6; py++) at6(b + 4 * py, 1, a + 6 * py, 1);
+					_Pragma("GCC unroll 4") for (int ox = 0; ox < 4; ox++) at6(y + ox, 4, b + ox, 4);
+					for (int oz = 0; oz < 2; oz++) {
+						const float c = az[oz][pz];
+						if (pz == 0) {
+							_Pragma("GCC unroll 16") for (int k = 0; k < 16; k++)
+								st(op + (oz * 16 + k) * coutp, y[k] * c);
+						} else if (c != 0) {
+							_Pragma("GCC unroll 16") for (int k = 0; k < 16; k++) {
+								float *p = op + (oz * 16 + k) * coutp;
+								st(p, ld(p) + y[k] * c);
+							}
+						}
+					}
+				}
+		}
 		for (int64_t cb = 0; cb < ncb; cb++) sum[cb] = sq[cb] = (vf){0};
 		for (int64_t r = 0; r < n; r++) {
 			const int64_t t = c0 + r, tz = t / (th * tw), ty = t / tw % th, tx = t % tw;
 			for (int64_t cb = 0; cb < ncb; cb++) {
-				const float *mp = m + r * coutp + cb * 16;
 				const vf bv = ld(bias + cb * 16);
-				for (int oz = 0; oz < 2; oz++) {
-					// F(2,3)'s A^T along z: oz 0 = m0 + m1 + m2, oz 1 = m1 - m2 - m3.
-					vf a[36], b[24], y[16];
-					_Pragma("GCC unroll 36") for (int q = 0; q < 36; q++) {
-						const vf m1 = ld(mp + (36 + q) * mps), m2 = ld(mp + (72 + q) * mps);
-						a[q] = oz == 0 ? ld(mp + q * mps) + m1 + m2
-						               : m1 - m2 - ld(mp + (108 + q) * mps);
-					}
-					// Along x: a[py*6 + px] -> b[py*4 + ox]; along y: b -> y[oy*4 + ox].
-					_Pragma("GCC unroll 6") for (int py = 0; py < 6; py++) at6(b + 4 * py, 1, a + 6 * py, 1);
-					_Pragma("GCC unroll 4") for (int ox = 0; ox < 4; ox++) at6(y + ox, 4, b + ox, 4);
-					const int64_t z = 2 * tz + oz;
-					_Pragma("GCC unroll 16") for (int k = 0; k < 16; k++) {
-						const int64_t yy = 4 * ty + (k >> 2), x = 4 * tx + (k & 3);
-						const vf o = y[k] + bv;
-						st(dst + ((z * h + yy) * w + x) * coutp + cb * 16, o);
-						sum[cb] += o;
-						sq[cb] += o * o;
-					}
+				const float *op = o + r * 32 * coutp + cb * 16;
+				_Pragma("GCC unroll 32") for (int k = 0; k < 32; k++) {
+					const int64_t z = 2 * tz + (k >> 4), yy = 4 * ty + ((k >> 2) & 3),
+						      x = 4 * tx + (k & 3);
+					const vf out = ld(op + k * coutp) + bv;
+					st(dst + ((z * h + yy) * w + x) * coutp + cb * 16, out);
+					sum[cb] += out;
+					sq[cb] += out * out;
 				}
 			}
 		}
