@@ -23,7 +23,8 @@
 //
 // Network calls go through backend.Model (engine/backend) in batches of at most
 // Config.BatchSize patches, so the results do not depend on the batch size when the backend
-// computes each batch entry independently (ONNX Runtime on the CPU does).
+// computes each batch entry independently (on the CPU, both the native network of
+// engine/native and ONNX Runtime with BatchInvariant do).
 //
 // # Refinement from a distance, with random weights
 //

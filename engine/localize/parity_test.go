@@ -66,7 +66,7 @@ func TestSimilarityParityTorch(t *testing.T) {
 		t.Skip("slow: tiny MedLAM over 16 patches and torch")
 	}
 	needTorch(t)
-	net, ts, img := knownAnswerSet(t)
+	net, ts, img := knownAnswerSet(t, "ort")
 	tmpl := prepare(t, img, ctPath, Image)
 	c := knownAnswerCases[0]
 	q := prepare(t, derived(img, c.shape, c.shift, c.flip), c.name, Image)

@@ -143,11 +143,11 @@ func transformKernel(t *[positions]float64, g []float32) {
 	}
 }
 
-// Stats are per-channel sums of a tensor: Sum[c] and SumSq[c] over its voxels, accumulated
-// in float64 from float32 partial sums over at most a few hundred voxels each.
+// Stats are per-channel sums of a tensor over its N voxels, accumulated in float64 from
+// float32 partial sums over at most a few thousand voxels each.
 type Stats struct {
-	Sum, SumSq []float64
-	N          int // voxels summed
+	Sum []float64
+	N   int
 }
 
 // scratch is one worker's Winograd buffers for Forward.
@@ -190,26 +190,25 @@ func (c *Conv) Forward(dst, src1, src2 []float32, d, h, w int) Stats {
 	if c.C2 > 0 {
 		checkLen("second convolution input", len(src2), nvox*c.cp2)
 	}
-	total := Stats{Sum: make([]float64, c.coutp), SumSq: make([]float64, c.coutp), N: nvox}
+	total := Stats{Sum: make([]float64, c.coutp), N: nvox}
 	// Every chunk (or plane) sums into its own row and the rows are added in order, so the
 	// sums, and everything normalised by them, do not depend on the number of workers or on
 	// which worker ran which chunk.
 	var parts []float64
 	reduce := func() Stats {
-		for r := 0; r < len(parts); r += 2 * c.coutp {
+		for r := 0; r < len(parts); r += c.coutp {
 			for k := range c.coutp {
 				total.Sum[k] += parts[r+k]
-				total.SumSq[k] += parts[r+c.coutp+k]
 			}
 		}
 		return total
 	}
 	if c.w27 != nil {
-		parts = make([]float64, d*2*c.coutp)
+		parts = make([]float64, d*c.coutp)
 		kernels.ParallelFor(d, 1, func(lo, hi int) {
 			for z := lo; z < hi; z++ {
 				conv1(level, src1, d, h, w, c.w27, c.bias, c.coutp, dst,
-					parts[z*2*c.coutp:(z+1)*2*c.coutp], z, z+1)
+					parts[z*c.coutp:(z+1)*c.coutp], z, z+1)
 			}
 		})
 		return reduce()
@@ -229,14 +228,14 @@ func (c *Conv) Forward(dst, src1, src2 []float32, d, h, w int) Stats {
 	// number of workers, so neither do the sums.
 	per := min(Chunk, max(8, tiles/16))
 	chunks := (tiles + per - 1) / per
-	parts = make([]float64, chunks*2*c.coutp)
+	parts = make([]float64, chunks*c.coutp)
 	cinp := c.cp1 + c.cp2
 	kernels.ParallelFor(chunks, 1, func(lo, hi int) {
 		s := getScratch(36*Chunk*cinp, (36+32)*Chunk*c.coutp)
 		defer scratchPool.Put(s)
 		for k := lo; k < hi; k++ {
 			t0, t1 := C.int64_t(k*per), C.int64_t(min((k+1)*per, tiles))
-			st := f64(parts[k*2*c.coutp : (k+1)*2*c.coutp])
+			st := f64(parts[k*c.coutp : (k+1)*c.coutp])
 			switch level {
 			case AVX512:
 				C.cpunet_conv_avx512(&g, f32(src1), f32(src2), f32(c.u), f32(c.bias),
@@ -270,33 +269,60 @@ func conv1(l Level, src []float32, d, h, w int, w27, bias []float32, coutp int, 
 	}
 }
 
+// normBlock is the number of voxels whose squared deviations one call sums; fixed, so
+// that the variance does not depend on the number of workers.
+const normBlock = 4096
+
 // NormReLU applies instance normalisation (no affine parameters) and ReLU in place to a
 // tensor of c channels over n voxels whose per-channel sums are s:
 // x = max(0, (x - mean) / sqrt(var + eps)), with the biased variance, as
-// InstanceNormalization and torch.nn.InstanceNorm3d compute it.
+// InstanceNormalization and torch.nn.InstanceNorm3d compute it. The variance is summed in a
+// second pass over x as the mean squared deviation: from sums of squares it would cancel
+// catastrophically in a channel that is nearly constant (a patch that is mostly padding).
 func NormReLU(x []float32, c, n int, s Stats, eps float64) {
 	cp := Pad(c)
 	checkLen("normalised tensor", len(x), n*cp)
 	checkLen("channel sums", len(s.Sum), c)
-	scale := make([]float32, cp)
-	shift := make([]float32, cp)
+	mean := make([]float32, cp)
 	for k := range c {
-		mean := s.Sum[k] / float64(s.N)
-		v := max(s.SumSq[k]/float64(s.N)-mean*mean, 0)
-		inv := 1 / math.Sqrt(v+eps)
-		scale[k] = float32(inv)
-		shift[k] = float32(-mean * inv)
+		mean[k] = float32(s.Sum[k] / float64(s.N))
+	}
+	blocks := (n + normBlock - 1) / normBlock
+	parts := make([]float64, blocks*cp)
+	kernels.ParallelFor(blocks, 1, func(lo, hi int) {
+		for b := lo; b < hi; b++ {
+			v0, v1 := b*normBlock, min((b+1)*normBlock, n)
+			p := x[v0*cp : v1*cp]
+			nn, cc, out := C.int64_t(v1-v0), C.int64_t(cp), f64(parts[b*cp:(b+1)*cp])
+			switch level {
+			case AVX512:
+				C.cpunet_sqdev_avx512(f32(p), nn, cc, f32(mean), out)
+			case AVX2:
+				C.cpunet_sqdev_avx2(f32(p), nn, cc, f32(mean), out)
+			default:
+				C.cpunet_sqdev_generic(f32(p), nn, cc, f32(mean), out)
+			}
+		}
+	})
+	// Padding channels keep inv 0, so they stay 0.
+	inv := make([]float32, cp)
+	for k := range c {
+		var ss float64
+		for b := range blocks {
+			ss += parts[b*cp+k]
+		}
+		inv[k] = float32(1 / math.Sqrt(ss/float64(n)+eps))
 	}
 	kernels.ParallelFor(n, 4096, func(lo, hi int) {
 		p := x[lo*cp : hi*cp]
 		nn, cc := C.int64_t(hi-lo), C.int64_t(cp)
 		switch level {
 		case AVX512:
-			C.cpunet_affine_relu_avx512(f32(p), nn, cc, f32(scale), f32(shift))
+			C.cpunet_norm_relu_avx512(f32(p), nn, cc, f32(mean), f32(inv))
 		case AVX2:
-			C.cpunet_affine_relu_avx2(f32(p), nn, cc, f32(scale), f32(shift))
+			C.cpunet_norm_relu_avx2(f32(p), nn, cc, f32(mean), f32(inv))
 		default:
-			C.cpunet_affine_relu_generic(f32(p), nn, cc, f32(scale), f32(shift))
+			C.cpunet_norm_relu_generic(f32(p), nn, cc, f32(mean), f32(inv))
 		}
 	})
 }

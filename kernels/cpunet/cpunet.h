@@ -31,8 +31,7 @@ typedef struct {
 // Buffers of cpunet_conv: u the transformed weights [POSITIONS][coutp/nrw][cp1+cp2][nrw],
 // bias [coutp] (zero in the padding), dst the output (channel stride coutp), v and m scratch
 // of 36*CHUNK*(cp1+cp2) and (36+32)*CHUNK*coutp floats (one z plane of positions; the
-// outputs), stats [2*coutp] to which
-// the per-channel sums and sums of squares of the output are added. The call covers output
+// outputs), stats [coutp] to which the per-channel sums of the output are added. The call covers output
 // tiles [t0, t1), tile (tz, ty, tx) = the 2x4x4 output voxels from (2tz, 4ty, 4tx),
 // numbered with tx fastest.
 #define CPUNET_DECLARE(sfx)                                                                   \
@@ -42,8 +41,10 @@ typedef struct {
 	void cpunet_conv1##sfx(const float *src, int64_t d, int64_t h, int64_t w,                 \
 		const float *w27, const float *bias, int64_t coutp, float *dst, double *stats,        \
 		int64_t z0, int64_t z1);                                                              \
-	void cpunet_affine_relu##sfx(float *x, int64_t n, int64_t cp, const float *scale,         \
-		const float *shift);                                                                  \
+	void cpunet_norm_relu##sfx(float *x, int64_t n, int64_t cp, const float *mean,            \
+		const float *inv);                                                                    \
+	void cpunet_sqdev##sfx(const float *x, int64_t n, int64_t cp, const float *mean,          \
+		double *out);                                                                         \
 	void cpunet_maxpool##sfx(float *dst, const float *src, int64_t d, int64_t h, int64_t w,   \
 		int64_t cp, int64_t z0, int64_t z1);                                                  \
 	void cpunet_upsample##sfx(float *dst, const float *src, int64_t d, int64_t h,             \
@@ -51,7 +52,8 @@ typedef struct {
 
 // cpunet_conv1: direct 3x3x3 convolution of a one-channel [d][h][w] input (the first layer)
 // for output planes z in [z0, z1); w27 is [27][coutp] by tap (kz*3 + ky)*3 + kx; coutp <= 64.
-// cpunet_affine_relu: x = max(0, x*scale[c] + shift[c]) over n voxels.
+// cpunet_norm_relu: x = max(0, (x - mean[c]) * inv[c]) over n voxels.
+// cpunet_sqdev: out[c] += sum over n voxels of (x - mean[c])^2, in float within the call.
 // cpunet_maxpool: 2x2x2 max pooling of a [d][h][w] input, output planes [z0, z1).
 // cpunet_upsample: trilinear x2 upsampling of a [d][h][w] input with half-pixel centres
 // (ONNX Resize linear half_pixel; torch align_corners=False), output planes [z0, z1).

@@ -174,7 +174,7 @@ void FN(cpunet_conv)(const cpunet_conv_geom *g, const float *src1, const float *
 	const int64_t vps = CH * cinp, mps = CH * coutp;
 	const int64_t ncb = coutp / 16;
 	float *o = m + 36 * mps; // [CH][32][coutp]: outputs (oz, oy, ox) of each tile
-	vf sum[ncb], sq[ncb];
+	vf sum[ncb];
 	for (int64_t c0 = t0; c0 < t1; c0 += CH) {
 		const int64_t n = t1 - c0 < CH ? t1 - c0 : CH;
 		// Rows past n hold stale tiles (finite values) whose products are never read.
@@ -225,7 +225,7 @@ void FN(cpunet_conv)(const cpunet_conv_geom *g, const float *src1, const float *
 					}
 				}
 		}
-		for (int64_t cb = 0; cb < ncb; cb++) sum[cb] = sq[cb] = (vf){0};
+		for (int64_t cb = 0; cb < ncb; cb++) sum[cb] = (vf){0};
 		for (int64_t r = 0; r < n; r++) {
 			const int64_t t = c0 + r, tz = t / (th * tw), ty = t / tw % th, tx = t % tw;
 			for (int64_t cb = 0; cb < ncb; cb++) {
@@ -237,15 +237,11 @@ void FN(cpunet_conv)(const cpunet_conv_geom *g, const float *src1, const float *
 					const vf out = ld(op + k * coutp) + bv;
 					st(dst + ((z * h + yy) * w + x) * coutp + cb * 16, out);
 					sum[cb] += out;
-					sq[cb] += out * out;
 				}
 			}
 		}
 		for (int64_t cb = 0; cb < ncb; cb++)
-			for (int j = 0; j < 16; j++) {
-				stats[cb * 16 + j] += sum[cb][j];
-				stats[coutp + cb * 16 + j] += sq[cb][j];
-			}
+			for (int j = 0; j < 16; j++) stats[cb * 16 + j] += sum[cb][j];
 	}
 }
 
@@ -254,7 +250,7 @@ void FN(cpunet_conv1)(const float *src, int64_t d, int64_t h, int64_t w, const f
 	const int64_t nv = coutp / 16;
 	for (int64_t z = z0; z < z1; z++)
 		for (int64_t y = 0; y < h; y++) {
-			vf sum[4] = {{0}}, sq[4] = {{0}};
+			vf sum[4] = {{0}};
 			for (int64_t x = 0; x < w; x++) {
 				vf acc[4];
 				for (int64_t j = 0; j < nv; j++) acc[j] = ld(bias + j * 16);
@@ -277,24 +273,32 @@ void FN(cpunet_conv1)(const float *src, int64_t d, int64_t h, int64_t w, const f
 				for (int64_t j = 0; j < nv; j++) {
 					st(o + j * 16, acc[j]);
 					sum[j] += acc[j];
-					sq[j] += acc[j] * acc[j];
 				}
 			}
 			for (int64_t j = 0; j < nv; j++)
-				for (int k = 0; k < 16; k++) {
-					stats[j * 16 + k] += sum[j][k];
-					stats[coutp + j * 16 + k] += sq[j][k];
-				}
+				for (int k = 0; k < 16; k++) stats[j * 16 + k] += sum[j][k];
 		}
 }
 
-void FN(cpunet_affine_relu)(float *x, int64_t n, int64_t cp, const float *scale,
-	const float *shift) {
+void FN(cpunet_norm_relu)(float *x, int64_t n, int64_t cp, const float *mean,
+	const float *inv) {
 	for (int64_t i = 0; i < n; i++)
 		for (int64_t c = 0; c < cp; c += 16) {
 			float *p = x + i * cp + c;
-			st(p, vmax(ld(p) * ld(scale + c) + ld(shift + c), (vf){0}));
+			st(p, vmax((ld(p) - ld(mean + c)) * ld(inv + c), (vf){0}));
 		}
+}
+
+void FN(cpunet_sqdev)(const float *x, int64_t n, int64_t cp, const float *mean, double *out) {
+	for (int64_t c = 0; c < cp; c += 16) {
+		const vf m = ld(mean + c);
+		vf acc = (vf){0};
+		for (int64_t i = 0; i < n; i++) {
+			const vf e = ld(x + i * cp + c) - m;
+			acc += e * e;
+		}
+		for (int j = 0; j < 16; j++) out[c + j] += acc[j];
+	}
 }
 
 void FN(cpunet_maxpool)(float *dst, const float *src, int64_t d, int64_t h, int64_t w,
