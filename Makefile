@@ -50,6 +50,7 @@ test: lint test-go test-python
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzRead -fuzztime $(FUZZTIME) ./engine/nifti/
+	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 20s ./engine/onnxpb/
 
 # check is what CI runs after setup: the tests, a bounded fuzz run, and the CUDA build when
 # nvcc is present.
