@@ -61,23 +61,16 @@
 //
 // # Speed
 //
-// build/bench/localize_compare.py times each stage here and in torch on the full-size random
-// network. On an otherwise idle machine: the coarse step (encoder only) 7.1x, the similarity
-// search (kernels' GEMM) 12.1x, template features 1.1x and the refinement network 1.4x per
-// point, a 16-organ query 2.1x (estimated from the rows). The two network stages therefore
-// miss issue 3's 3x target.
+// build/bench/localize_compare.py times each stage here, on both CPU runtimes, and in torch
+// on the full-size random network, in interleaved rounds. Medians of three rounds on the
+// 2-core development machine, torch / native network (torch / ONNX Runtime in brackets):
+// coarse step (encoder only, 10 crops) 17.3x (7.4x); template features 3.7x (1.1x) per
+// point, and nothing per query once saved; refinement network 3.4x (1.0x) per point;
+// similarity search 9.5x per point; a 16-organ query 4.8x (1.6x), estimated from the rows.
 //
-// Why 3x is out of reach for those two stages on this CPU at fp32 (measured with
-// build/bench/medlam_network_compare.py and a standalone FMA loop): the fp32 FMA peak is
-// about 87 GMAC/s per core, so one 212 GMAC patch needs at least 2.4 CPU-seconds, while
-// torch's oneDNN already reaches about 50 % of peak (4.7-4.8 CPU-seconds per patch): the
-// ceiling for the same work is about 2x. ONNX Runtime reaches 43-50 % (Conv is 88 % of its
-// time; no session setting moved it beyond noise), bf16 autocast is slower here and moves
-// the features by up to 0.09 after L2 normalisation, ONNX Runtime 1.30 has no x86 fp16 Conv,
-// and the decoder's two 64^3 convolutions (77 % of the work) feed the full feature2 map that
-// the argmax needs, so no work can be skipped.
-//
-// TODO(#3): an avx512_fp16 direct 3D convolution in package kernels (about 2x the fp32 peak)
-// is the one CPU route left to 3x; it needs its accuracy measured against the fp32
-// features first. On a GPU these stages run as TensorRT engines (issue 6).
+// The network stages owe their speed to the native runtime (engine/native, kernels/cpunet):
+// the same weights, but Winograd convolutions with 6x fewer multiply-adds than the direct
+// form that torch's oneDNN and ONNX Runtime both run at about half of this CPU's fp32 FMA
+// peak, which had capped them at about 2x over torch. On a GPU these stages run as TensorRT
+// engines (issue 6).
 package localize
