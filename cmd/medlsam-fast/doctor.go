@@ -9,6 +9,7 @@ import (
 
 	"github.com/medlsam-fast/medlsam-fast/engine/gpu"
 	"github.com/medlsam-fast/medlsam-fast/engine/ort"
+	"github.com/medlsam-fast/medlsam-fast/kernels/cpunet"
 	kgpu "github.com/medlsam-fast/medlsam-fast/kernels/gpu"
 	"github.com/medlsam-fast/medlsam-fast/trt"
 )
@@ -56,7 +57,8 @@ func runDoctor(args []string, stdout io.Writer) error {
 	var dev *gpu.Device
 	if err != nil {
 		fmt.Fprintf(stdout, "  none: %v\n", err)
-		advise("no GPU: medlsam-fast runs on the CPU backend (ONNX Runtime); on a GPU machine, " +
+		advise("no GPU: medlsam-fast runs on the CPU backend (the native MedLAM network, ONNX " +
+			"Runtime for SAM); on a GPU machine, " +
 			"install the NVIDIA driver so that libnvidia-ml.so.1 is found")
 	} else {
 		fmt.Fprintf(stdout, "  driver %s, CUDA %s\n", orUnknown(rep.Driver), orUnknown(rep.CUDA))
@@ -110,8 +112,10 @@ func runDoctor(args []string, stdout io.Writer) error {
 	fmt.Fprintf(stdout, "\nEngines (%s)\n", *engines)
 	doctorEngines(stdout, *engines, dev, trtVer, advise)
 
-	// The CPU backend's library.
+	// The CPU backend: the native MedLAM kernels' build, and ONNX Runtime.
 	fmt.Fprintln(stdout, "\nCPU backend")
+	fmt.Fprintf(stdout, "  native MedLAM network: %s kernels (of %v)\n", cpunet.Best(),
+		cpunet.Levels())
 	if lib, err := ort.FindLibrary(*ortLib); err != nil {
 		fmt.Fprintf(stdout, "  ONNX Runtime: not found: %v\n", err)
 		advise("install ONNX Runtime for the CPU backend: bash build/install-onnxruntime.sh")

@@ -46,6 +46,7 @@ func TestDoctorNoGPU(t *testing.T) {
 		"none: gpu: no NVIDIA GPU",
 		"no GPU: medlsam-fast runs on the CPU backend",
 		"ONNX Runtime",
+		"native MedLAM network: ",
 		"Advice",
 	} {
 		if !strings.Contains(got, want) {
