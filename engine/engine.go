@@ -228,9 +228,9 @@ var cpuOpener = func(o ort.Options, medlam string) Opener {
 	}
 }
 
-// Backend names the backend the MedLAM models run on: "cpu" (ONNX Runtime), "tensorrt",
-// or "custom" (Options.Open). SAM runs on the same backend, except with "tensorrt", where
-// it runs on ONNX Runtime (see Options.SAMName).
+// Backend names the backend the MedLAM models run on: "cpu" (the native network or ONNX
+// Runtime, Options.MedLAMRuntime), "tensorrt", or "custom" (Options.Open). SAM runs on ONNX
+// Runtime on the "cpu" backend and also, for now, with "tensorrt" (see Options.SAMName).
 func (e *Engine) Backend() string { return e.backend }
 
 // findModel returns the base name of the MedLAM model to open in dir.

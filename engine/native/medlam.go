@@ -266,13 +266,16 @@ func (m *MedLAM) Run(inputs []backend.Tensor, names []string) ([]backend.Tensor,
 			backend.ErrShape, m.path, in.Shape, Patch, Patch, Patch)
 	}
 	const nvox = Patch * Patch * Patch
-	batch := int(in.Shape[0])
-	if len(in.Data) != batch*nvox {
+	if in.Shape[0] != int64(len(in.Data)/nvox) || len(in.Data)%nvox != 0 {
 		return nil, fmt.Errorf("%w: native: %s: patch of shape %v has %d values",
 			backend.ErrShape, m.path, in.Shape, len(in.Data))
 	}
+	batch := int(in.Shape[0])
 	outs := make([]backend.Tensor, len(names))
 	for i, name := range names {
+		if slices.Contains(names[:i], name) {
+			return nil, fmt.Errorf("native: %s: output %q asked for twice", m.path, name)
+		}
 		j := slices.IndexFunc(m.outputs, func(t backend.TensorInfo) bool { return t.Name == name })
 		if j < 0 {
 			return nil, fmt.Errorf("native: %s has no output %q", m.path, name)

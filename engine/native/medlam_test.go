@@ -248,9 +248,22 @@ func TestRunRefusesBadInput(t *testing.T) {
 			t.Errorf("input %s %v with %d values accepted", in.Name, in.Shape, len(in.Data))
 		}
 	}
+	// A batch size whose product with the patch size wraps around int64 to the data's
+	// length must not pass.
+	huge := backend.Tensor{Name: "patch", Shape: []int64{1 << 46, 1, 64, 64, 64}}
+	if _, err := m.Run([]backend.Tensor{huge}, []string{"position"}); err == nil {
+		t.Error("batch of 2^46 patches with no data accepted")
+	}
 	ok := medlamgolden.Patch(1)
 	if _, err := m.Run([]backend.Tensor{ok}, []string{"feature9"}); err == nil {
 		t.Error("unknown output accepted")
+	}
+	if _, err := m.Run([]backend.Tensor{ok}, []string{"position", "position"}); err == nil {
+		t.Error("an output asked for twice accepted")
+	}
+	m.Close()
+	if _, err := m.Run([]backend.Tensor{ok}, []string{"position"}); err == nil {
+		t.Error("closed model ran")
 	}
 }
 

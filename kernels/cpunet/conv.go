@@ -223,9 +223,9 @@ func (c *Conv) Forward(dst, src1, src2 []float32, d, h, w int) Stats {
 	g := C.cpunet_conv_geom{cp1: C.int64_t(c.cp1), cp2: C.int64_t(c.cp2), d: C.int64_t(d),
 		h: C.int64_t(h), w: C.int64_t(w), coutp: C.int64_t(c.coutp), nrw: C.int64_t(c.nrw)}
 	tiles := nvox / 32
-	// Small grids (the bottleneck's 16 tiles) are cut into pieces smaller than a chunk so
-	// that every core gets some; the piece size depends on the grid alone, never on the
-	// number of workers, so neither do the sums.
+	// Small grids (16 tiles at 8^3, 128 at 16^3) are cut into pieces smaller than a chunk, of
+	// at least 8 tiles, so that two or more cores share them; the piece size depends on the
+	// grid alone, never on the number of workers, so neither do the sums.
 	per := min(Chunk, max(8, tiles/16))
 	chunks := (tiles + per - 1) / per
 	parts = make([]float64, chunks*c.coutp)

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"runtime"
 	"testing"
 )
 
@@ -64,6 +65,7 @@ func TestConvMatchesDirect(t *testing.T) {
 	cases := []struct{ c1, c2, cout, d, h, w int }{
 		{1, 0, 6, 5, 7, 3},    // direct one-channel form, odd grid
 		{1, 0, 48, 4, 4, 6},   // three output vectors
+		{1, 0, 80, 3, 4, 5},   // more than four output vectors: two groups
 		{6, 0, 6, 4, 8, 12},   // padded channels both sides
 		{12, 6, 12, 6, 4, 4},  // two sources, both padded
 		{16, 16, 32, 4, 4, 4}, // two vectors of output
@@ -282,6 +284,33 @@ func TestPlanarRoundTrip(t *testing.T) {
 	for i := range planar {
 		if back[i] != planar[i] {
 			t.Fatalf("value %d: %g, want %g", i, back[i], planar[i])
+		}
+	}
+}
+
+// TestWorkersInvariant checks that a convolution with its normalisation gives the same bits
+// with one worker and with several: pieces and sums do not follow the worker count.
+func TestWorkersInvariant(t *testing.T) {
+	r := rand.New(rand.NewPCG(11, 12))
+	const c1, c2, cout, d, h, w = 20, 12, 24, 8, 16, 12
+	n := d * h * w
+	conv, err := NewConv(randSlice(r, cout*(c1+c2)*27, 0.2), randSlice(r, cout, 0.5), c1, c2,
+		cout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _ := channelsLast(r, c1, n)
+	b, _ := channelsLast(r, c2, n)
+	run := func(procs int) []float32 {
+		defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(procs))
+		out := make([]float32, n*Pad(cout))
+		NormReLU(out, cout, n, conv.Forward(out, a, b, d, h, w), 1e-5)
+		return out
+	}
+	one, many := run(1), run(4)
+	for i := range one {
+		if math.Float32bits(one[i]) != math.Float32bits(many[i]) {
+			t.Fatalf("value %d: %g with one worker, %g with four", i, one[i], many[i])
 		}
 	}
 }

@@ -160,8 +160,8 @@ static void input_tile(const float *src, int64_t cp, int64_t d, int64_t h, int64
 // The conv step runs one z plane of transformed positions (36 of the 144) at a time: its
 // input transform, its 36 matrix products and its part of the output transform (F(4,3)'s
 // A^T along y and x, then F(2,3)'s A^T along z as a weighted sum into an accumulator o), so
-// that the buffers of a chunk stay in the L2 cache while each weight panel serves every tile
-// of the chunk.
+// that a chunk's buffers hold a quarter of its transformed values while each weight panel
+// serves every tile of the chunk.
 void FN(cpunet_conv)(const cpunet_conv_geom *g, const float *src1, const float *src2,
 	const float *u, const float *bias, float *dst, float *v, float *m, double *stats,
 	int64_t t0, int64_t t1) {
@@ -177,7 +177,7 @@ void FN(cpunet_conv)(const cpunet_conv_geom *g, const float *src1, const float *
 	vf sum[ncb];
 	for (int64_t c0 = t0; c0 < t1; c0 += CH) {
 		const int64_t n = t1 - c0 < CH ? t1 - c0 : CH;
-		// Rows past n hold stale tiles (finite values) whose products are never read.
+		// Rows past n hold stale tiles (possibly not finite) whose products are never read.
 		const int64_t rows = (n + mr - 1) / mr * mr;
 		for (int pz = 0; pz < 4; pz++) {
 			for (int64_t r = 0; r < n; r++) {
@@ -245,39 +245,42 @@ void FN(cpunet_conv)(const cpunet_conv_geom *g, const float *src1, const float *
 	}
 }
 
+// cpunet_conv1 works on groups of at most four output vectors (64 channels), each group a
+// full pass over the row, so any coutp fits the accumulators.
 void FN(cpunet_conv1)(const float *src, int64_t d, int64_t h, int64_t w, const float *w27,
 	const float *bias, int64_t coutp, float *dst, double *stats, int64_t z0, int64_t z1) {
-	const int64_t nv = coutp / 16;
 	for (int64_t z = z0; z < z1; z++)
-		for (int64_t y = 0; y < h; y++) {
-			vf sum[4] = {{0}};
-			for (int64_t x = 0; x < w; x++) {
-				vf acc[4];
-				for (int64_t j = 0; j < nv; j++) acc[j] = ld(bias + j * 16);
-				for (int kz = 0; kz < 3; kz++) {
-					const int64_t zz = z + kz - 1;
-					if (zz < 0 || zz >= d) continue;
-					for (int ky = 0; ky < 3; ky++) {
-						const int64_t yy = y + ky - 1;
-						if (yy < 0 || yy >= h) continue;
-						for (int kx = 0; kx < 3; kx++) {
-							const int64_t xx = x + kx - 1;
-							if (xx < 0 || xx >= w) continue;
-							const float s = src[(zz * h + yy) * w + xx];
-							const float *wp = w27 + ((kz * 3 + ky) * 3 + kx) * coutp;
-							for (int64_t j = 0; j < nv; j++) acc[j] += ld(wp + j * 16) * s;
+		for (int64_t y = 0; y < h; y++)
+			for (int64_t c0 = 0; c0 < coutp; c0 += 64) {
+				const int64_t nv = (coutp - c0 < 64 ? coutp - c0 : 64) / 16;
+				vf sum[4] = {{0}};
+				for (int64_t x = 0; x < w; x++) {
+					vf acc[4];
+					for (int64_t j = 0; j < nv; j++) acc[j] = ld(bias + c0 + j * 16);
+					for (int kz = 0; kz < 3; kz++) {
+						const int64_t zz = z + kz - 1;
+						if (zz < 0 || zz >= d) continue;
+						for (int ky = 0; ky < 3; ky++) {
+							const int64_t yy = y + ky - 1;
+							if (yy < 0 || yy >= h) continue;
+							for (int kx = 0; kx < 3; kx++) {
+								const int64_t xx = x + kx - 1;
+								if (xx < 0 || xx >= w) continue;
+								const float s = src[(zz * h + yy) * w + xx];
+								const float *wp = w27 + ((kz * 3 + ky) * 3 + kx) * coutp + c0;
+								for (int64_t j = 0; j < nv; j++) acc[j] += ld(wp + j * 16) * s;
+							}
 						}
 					}
+					float *o = dst + ((z * h + y) * w + x) * coutp + c0;
+					for (int64_t j = 0; j < nv; j++) {
+						st(o + j * 16, acc[j]);
+						sum[j] += acc[j];
+					}
 				}
-				float *o = dst + ((z * h + y) * w + x) * coutp;
-				for (int64_t j = 0; j < nv; j++) {
-					st(o + j * 16, acc[j]);
-					sum[j] += acc[j];
-				}
+				for (int64_t j = 0; j < nv; j++)
+					for (int k = 0; k < 16; k++) stats[c0 + j * 16 + k] += sum[j][k];
 			}
-			for (int64_t j = 0; j < nv; j++)
-				for (int k = 0; k < 16; k++) stats[j * 16 + k] += sum[j][k];
-		}
 }
 
 void FN(cpunet_norm_relu)(float *x, int64_t n, int64_t cp, const float *mean,
