@@ -19,6 +19,7 @@ import (
 	"github.com/medlsam-fast/medlsam-fast/engine/ort"
 	"github.com/medlsam-fast/medlsam-fast/engine/segment"
 	"github.com/medlsam-fast/medlsam-fast/engine/volume"
+	"github.com/medlsam-fast/medlsam-fast/kernels/cpunet"
 )
 
 // Model names of the MedLAM manifests (engine/backend Manifest.Model).
@@ -154,6 +155,12 @@ func Open(modelsDir string, opt Options) (*Engine, error) {
 	}
 	e.models = append(e.models, full)
 	e.net = localize.Network{Full: full, ModelSHA256: man.SHA256}
+	if _, ok := full.(*native.MedLAM); ok {
+		cfg.Logger.Info("MedLAM on the native CPU network", "kernels", cpunet.Best().String(),
+			"model", fullPath)
+	} else if e.backend == CPU {
+		cfg.Logger.Info("MedLAM on ONNX Runtime", "model", fullPath)
+	}
 	encPath := filepath.Join(modelsDir, name+"-encoder.onnx")
 	if _, err := os.Stat(encPath); err == nil {
 		enc, _, err := openChecked(open, encPath, modelEncoder)
