@@ -7,8 +7,17 @@ import (
 
 // BenchmarkConv runs the full-size network's heaviest convolutions. The "GMAC/s" metric
 // counts the multiply-adds of the direct form (27 per input channel per output), so it
-// compares with direct implementations at the same work.
+// compares with direct implementations at the same work. Each instruction-set build this
+// CPU runs is timed: -bench 'Conv/avx2/conv8_2' picks one.
 func BenchmarkConv(b *testing.B) {
+	defer func(l Level) { level = l }(level)
+	for _, l := range Levels() {
+		level = l
+		b.Run(l.String(), benchConvs)
+	}
+}
+
+func benchConvs(b *testing.B) {
 	for _, tc := range []struct {
 		name               string
 		c1, c2, cout, edge int

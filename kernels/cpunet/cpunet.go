@@ -16,12 +16,14 @@
 //
 // Layout: a tensor of c channels over a [d][h][w] grid is a []float32 of d*h*w*Pad(c)
 // values; voxel (z, y, x), channel k is at ((z*h + y)*w + x)*Pad(c) + k, and channels c to
-// Pad(c)-1 are zero. Pad rounds up to a multiple of 16, the vector width of the kernels, so
-// every kernel runs on whole vectors.
+// Pad(c)-1 are zero. Pad rounds up to a multiple of 16, the widest vector of the kernels
+// (and a multiple of the others), so every kernel runs on whole vectors.
 //
 // The arithmetic is C (impl.h, GCC vector extensions) compiled three times: for AVX-512, for
-// AVX2 with FMA, and for the baseline; the best that the CPU and OS run is used. Every entry
-// point checks its slices' lengths against the shapes before it calls C, which checks
+// AVX2 with FMA, and for the baseline, each with vectors of its register width; the best
+// that the CPU and OS run is used. BenchmarkConv times each build: AVX2 runs at about half
+// and the baseline at about a quarter of the AVX-512 speed, as their widths predict. Every
+// entry point checks its slices' lengths against the shapes before it calls C, which checks
 // nothing. Work is spread over kernels.Workers() goroutines; results do not depend on their
 // number.
 package cpunet

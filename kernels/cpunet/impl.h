@@ -1,7 +1,11 @@
 // impl.h: the kernels of cpunet.h, written once with GCC vector extensions and compiled three
 // times (avx512.c, avx2.c, generic.c), each after a "#pragma GCC target" and with SFX set to
-// the suffix of its entry points. A vector is 16 floats: one ZMM register under AVX-512, two
-// YMM or four XMM registers in the other builds.
+// the suffix of its entry points. A vector (vf) is one register of the build: VL = 16 floats
+// (ZMM) under AVX-512, 8 (YMM) under AVX2, 4 (XMM, or NEON elsewhere) in the baseline build.
+// Channel strides stay multiples of 16, so every loop over channels steps by VL without a
+// remainder. (Vectors wider than the target's registers must be avoided: GCC moves those
+// through the stack in 8-byte pieces, which made an earlier 16-float-everywhere AVX2 build
+// 26 times slower than AVX-512.)
 //
 // Winograd convolution: in one dimension (a correlation, as deep-learning convolutions
 // are), F(n,3) computes n outputs y_o = sum_k g_k d_(o+k) of a 3-tap kernel g from n+2
@@ -25,13 +29,21 @@
 #define CAT(a, b) CAT_(a, b)
 #define FN(name) CAT(name, SFX)
 
-typedef float vf __attribute__((vector_size(64)));
-typedef float vfu __attribute__((vector_size(64), aligned(4), may_alias));
-typedef int vi __attribute__((vector_size(64)));
+#if defined(__AVX512F__)
+#define VL 16
+#elif defined(__AVX2__)
+#define VL 8
+#else
+#define VL 4
+#endif
+// W is the number of vectors per 16 channels.
+#define W (16 / VL)
 
-// Unaligned vector load and store, and the lane-wise maximum. Macros rather than functions:
-// a function taking or returning a 64-byte vector draws GCC's ABI notes in the builds
-// without AVX-512.
+typedef float vf __attribute__((vector_size(VL * 4)));
+typedef float vfu __attribute__((vector_size(VL * 4), aligned(4), may_alias));
+typedef int vi __attribute__((vector_size(VL * 4)));
+
+// Unaligned vector load and store, and the lane-wise maximum.
 #define ld(p) ((vf)(*(const vfu *)(p)))
 #define st(p, v) (*(vfu *)(p) = (v))
 #define vmax(a, b)                                    \
@@ -41,14 +53,15 @@ typedef int vi __attribute__((vector_size(64)));
 		(vf)(((vi)a_ & k_) | ((vi)b_ & ~k_));         \
 	})
 
-// Register-tile heights (tiles per step) for panels of 1..4 vectors, chosen so the
-// accumulators fit the register file: 32 ZMM, or 16 YMM/XMM holding 2 or 4 per vector.
+// Register-tile heights (tiles per step) for panels of 16, 32, 48 and 64 channels, chosen so
+// the accumulators (MR * NV * W registers) and the panel's row fit the register file: 32 ZMM,
+// 16 YMM or 16 XMM.
 #if defined(__AVX512F__)
 enum { MR1 = 12, MR2 = 12, MR3 = 8, MR4 = 6 };
 #elif defined(__AVX2__)
 enum { MR1 = 6, MR2 = 3, MR3 = 2, MR4 = 1 };
 #else
-enum { MR1 = 3, MR2 = 1, MR3 = 1, MR4 = 1 };
+enum { MR1 = 2, MR2 = 1, MR3 = 1, MR4 = 1 };
 #endif
 
 // MICRO(NV, MR) defines micro_NV: c[i][0:16*NV] = sum over l < kc of a[i*lda + l] *
@@ -56,21 +69,22 @@ enum { MR1 = 3, MR2 = 1, MR3 = 1, MR4 = 1 };
 #define MICRO(NV, MR)                                                                       \
 	static inline void micro_##NV(int64_t kc, const float *a, int64_t lda, const float *b, \
 		float *c, int64_t ldc) {                                                            \
-		vf acc[MR][NV];                                                                     \
+		enum { NW = NV * W };                                                               \
+		vf acc[MR][NW];                                                                     \
 		_Pragma("GCC unroll 16") for (int i = 0; i < MR; i++)                               \
-			_Pragma("GCC unroll 4") for (int j = 0; j < NV; j++) acc[i][j] = (vf){0};       \
+			_Pragma("GCC unroll 16") for (int j = 0; j < NW; j++) acc[i][j] = (vf){0};      \
 		for (int64_t l = 0; l < kc; l++) {                                                  \
-			vf bv[NV];                                                                      \
-			_Pragma("GCC unroll 4") for (int j = 0; j < NV; j++) bv[j] = ld(b + j * 16);    \
+			vf bv[NW];                                                                      \
+			_Pragma("GCC unroll 16") for (int j = 0; j < NW; j++) bv[j] = ld(b + j * VL);   \
 			_Pragma("GCC unroll 16") for (int i = 0; i < MR; i++) {                         \
 				const float s = a[i * lda + l];                                             \
-				_Pragma("GCC unroll 4") for (int j = 0; j < NV; j++) acc[i][j] += bv[j] * s; \
+				_Pragma("GCC unroll 16") for (int j = 0; j < NW; j++) acc[i][j] += bv[j] * s; \
 			}                                                                               \
 			b += 16 * NV;                                                                   \
 		}                                                                                   \
 		_Pragma("GCC unroll 16") for (int i = 0; i < MR; i++)                               \
-			_Pragma("GCC unroll 4") for (int j = 0; j < NV; j++)                            \
-				st(c + i * ldc + j * 16, acc[i][j]);                                        \
+			_Pragma("GCC unroll 16") for (int j = 0; j < NW; j++)                           \
+				st(c + i * ldc + j * VL, acc[i][j]);                                        \
 	}
 
 MICRO(1, MR1)
@@ -120,7 +134,7 @@ static void input_tile(const float *src, int64_t cp, int64_t d, int64_t h, int64
 	// pz 0: d0 - d2, 1: d1 + d2, 2: d2 - d1, 3: d1 - d3. Then x and y within the plane.
 	static const int za[4] = {0, 1, 2, 1}, zb[4] = {2, 2, 1, 3};
 	static const float sb[4] = {-1, 1, -1, -1};
-	for (int64_t cb = 0; cb < cp; cb += 16) {
+	for (int64_t cb = 0; cb < cp; cb += VL) {
 			vf s[36];
 			if (inside) {
 				_Pragma("GCC unroll 36") for (int q = 0; q < 36; q++) {
@@ -172,7 +186,7 @@ void FN(cpunet_conv)(const cpunet_conv_geom *g, const float *src1, const float *
 	const int64_t nv = nrw / 16, nb = coutp / nrw, mr = micro_rows(nv);
 	const int64_t d = g->d, h = g->h, w = g->w, th = h / 4, tw = w / 4;
 	const int64_t vps = CH * cinp, mps = CH * coutp;
-	const int64_t ncb = coutp / 16;
+	const int64_t ncb = coutp / VL;
 	float *o = m + 36 * mps; // [CH][32][coutp]: outputs (oz, oy, ox) of each tile
 	vf sum[ncb];
 	for (int64_t c0 = t0; c0 < t1; c0 += CH) {
@@ -204,8 +218,8 @@ void FN(cpunet_conv)(const cpunet_conv_geom *g, const float *src1, const float *
 				}
 			for (int64_t r = 0; r < n; r++)
 				for (int64_t cb = 0; cb < ncb; cb++) {
-					const float *mp = m + r * coutp + cb * 16;
-					float *op = o + r * 32 * coutp + cb * 16;
+					const float *mp = m + r * coutp + cb * VL;
+					float *op = o + r * 32 * coutp + cb * VL;
 					vf a[36], b[24], y[16];
 					_Pragma("GCC unroll 36") for (int q = 0; q < 36; q++) a[q] = ld(mp + q * mps);
 					// Along x: a[py*6 + px] -> b[py*4 + ox]; along y: b -> y[oy*4 + ox].
@@ -229,34 +243,34 @@ void FN(cpunet_conv)(const cpunet_conv_geom *g, const float *src1, const float *
 		for (int64_t r = 0; r < n; r++) {
 			const int64_t t = c0 + r, tz = t / (th * tw), ty = t / tw % th, tx = t % tw;
 			for (int64_t cb = 0; cb < ncb; cb++) {
-				const vf bv = ld(bias + cb * 16);
-				const float *op = o + r * 32 * coutp + cb * 16;
+				const vf bv = ld(bias + cb * VL);
+				const float *op = o + r * 32 * coutp + cb * VL;
 				_Pragma("GCC unroll 32") for (int k = 0; k < 32; k++) {
 					const int64_t z = 2 * tz + (k >> 4), yy = 4 * ty + ((k >> 2) & 3),
 						      x = 4 * tx + (k & 3);
 					const vf out = ld(op + k * coutp) + bv;
-					st(dst + ((z * h + yy) * w + x) * coutp + cb * 16, out);
+					st(dst + ((z * h + yy) * w + x) * coutp + cb * VL, out);
 					sum[cb] += out;
 				}
 			}
 		}
 		for (int64_t cb = 0; cb < ncb; cb++)
-			for (int j = 0; j < 16; j++) stats[cb * 16 + j] += sum[cb][j];
+			for (int j = 0; j < VL; j++) stats[cb * VL + j] += sum[cb][j];
 	}
 }
 
-// cpunet_conv1 works on groups of at most four output vectors (64 channels), each group a
-// full pass over the row, so any coutp fits the accumulators.
+// cpunet_conv1 works on groups of at most 64 output channels, each group a full pass over
+// the row, so any coutp fits the accumulators.
 void FN(cpunet_conv1)(const float *src, int64_t d, int64_t h, int64_t w, const float *w27,
 	const float *bias, int64_t coutp, float *dst, double *stats, int64_t z0, int64_t z1) {
 	for (int64_t z = z0; z < z1; z++)
 		for (int64_t y = 0; y < h; y++)
 			for (int64_t c0 = 0; c0 < coutp; c0 += 64) {
-				const int64_t nv = (coutp - c0 < 64 ? coutp - c0 : 64) / 16;
-				vf sum[4] = {{0}};
+				const int64_t nv = (coutp - c0 < 64 ? coutp - c0 : 64) / VL;
+				vf sum[64 / VL] = {{0}};
 				for (int64_t x = 0; x < w; x++) {
-					vf acc[4];
-					for (int64_t j = 0; j < nv; j++) acc[j] = ld(bias + c0 + j * 16);
+					vf acc[64 / VL];
+					for (int64_t j = 0; j < nv; j++) acc[j] = ld(bias + c0 + j * VL);
 					for (int kz = 0; kz < 3; kz++) {
 						const int64_t zz = z + kz - 1;
 						if (zz < 0 || zz >= d) continue;
@@ -268,39 +282,39 @@ void FN(cpunet_conv1)(const float *src, int64_t d, int64_t h, int64_t w, const f
 								if (xx < 0 || xx >= w) continue;
 								const float s = src[(zz * h + yy) * w + xx];
 								const float *wp = w27 + ((kz * 3 + ky) * 3 + kx) * coutp + c0;
-								for (int64_t j = 0; j < nv; j++) acc[j] += ld(wp + j * 16) * s;
+								for (int64_t j = 0; j < nv; j++) acc[j] += ld(wp + j * VL) * s;
 							}
 						}
 					}
 					float *o = dst + ((z * h + y) * w + x) * coutp + c0;
 					for (int64_t j = 0; j < nv; j++) {
-						st(o + j * 16, acc[j]);
+						st(o + j * VL, acc[j]);
 						sum[j] += acc[j];
 					}
 				}
 				for (int64_t j = 0; j < nv; j++)
-					for (int k = 0; k < 16; k++) stats[c0 + j * 16 + k] += sum[j][k];
+					for (int k = 0; k < VL; k++) stats[c0 + j * VL + k] += sum[j][k];
 			}
 }
 
 void FN(cpunet_norm_relu)(float *x, int64_t n, int64_t cp, const float *mean,
 	const float *inv) {
 	for (int64_t i = 0; i < n; i++)
-		for (int64_t c = 0; c < cp; c += 16) {
+		for (int64_t c = 0; c < cp; c += VL) {
 			float *p = x + i * cp + c;
 			st(p, vmax((ld(p) - ld(mean + c)) * ld(inv + c), (vf){0}));
 		}
 }
 
 void FN(cpunet_sqdev)(const float *x, int64_t n, int64_t cp, const float *mean, double *out) {
-	for (int64_t c = 0; c < cp; c += 16) {
+	for (int64_t c = 0; c < cp; c += VL) {
 		const vf m = ld(mean + c);
 		vf acc = (vf){0};
 		for (int64_t i = 0; i < n; i++) {
 			const vf e = ld(x + i * cp + c) - m;
 			acc += e * e;
 		}
-		for (int j = 0; j < 16; j++) out[c + j] += acc[j];
+		for (int j = 0; j < VL; j++) out[c + j] += acc[j];
 	}
 }
 
@@ -311,7 +325,7 @@ void FN(cpunet_maxpool)(float *dst, const float *src, int64_t d, int64_t h, int6
 	for (int64_t z = z0; z < z1; z++)
 		for (int64_t y = 0; y < ho; y++)
 			for (int64_t x = 0; x < wo; x++)
-				for (int64_t c = 0; c < cp; c += 16) {
+				for (int64_t c = 0; c < cp; c += VL) {
 					const float *s = src + ((2 * z * h + 2 * y) * w + 2 * x) * cp + c;
 					vf r = ld(s);
 					for (int k = 1; k < 8; k++)
@@ -359,7 +373,7 @@ void FN(cpunet_upsample)(float *dst, const float *src, int64_t d, int64_t h, int
 				float xw[2];
 				up_taps(x, w, &xi[0], &xi[1], &xw[0], &xw[1]);
 				float *o = dst + ((z * ho + y) * wo + x) * cp;
-				for (int64_t c = 0; c < cp; c += 16) {
+				for (int64_t c = 0; c < cp; c += VL) {
 					vf r = (vf){0};
 					for (int k = 0; k < 8; k++) {
 						const int a = k >> 2, b = (k >> 1) & 1, e = k & 1;
