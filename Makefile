@@ -9,6 +9,7 @@ CUDA_OUT := build/out/cuda
 FUZZTIME ?= 60s
 
 .PHONY: all setup demo test test-go test-python lint fuzz check cuda cuda-test-bins tensorrt \
+	testdata-zoom \
 	clean models
 
 all: $(BIN)
@@ -103,6 +104,11 @@ tensorrt:
 		-trimpath -o bin/medlsam-fast-trt ./cmd/medlsam-fast
 
 models: models-medlam models-sam
+
+# The expected outputs of the reference implementation's resampling (scipy's zoom, torch's
+# one-hot interpolation) that kernels/zoom_test.go checks against.
+testdata-zoom:
+	$(PYTHON) kernels/testdata/zoom_reference.py
 
 clean:
 	rm -rf bin build/out

@@ -126,6 +126,12 @@ func Open(modelsDir string, opt Options) (*Engine, error) {
 		return nil, fmt.Errorf("engine: MedLAM runtime %q: want %s or %s", opt.MedLAMRuntime,
 			Native, ORT)
 	}
+	switch cfg.Resampling {
+	case "", localize.Linear, localize.Reference:
+	default:
+		return nil, fmt.Errorf("engine: resampling %q: want %s or %s", cfg.Resampling,
+			localize.Linear, localize.Reference)
+	}
 	open := opt.Open
 	if open == nil {
 		var err error
@@ -337,11 +343,11 @@ func (e *Engine) BuildTemplates(ctx context.Context, templates []TemplateInput,
 	organs []localize.Organ) (*localize.TemplateSet, error) {
 	var tpl []localize.Template
 	for i, t := range templates {
-		img, err := prepared(e.cfg.Kernels, t.Image, t.ImagePath, localize.Image)
+		img, err := prepared(e.cfg, t.Image, t.ImagePath, localize.Image)
 		if err != nil {
 			return nil, fmt.Errorf("engine: template %d: %w", i, err)
 		}
-		lab, err := prepared(e.cfg.Kernels, t.Labels, t.LabelsPath, localize.Labels)
+		lab, err := prepared(e.cfg, t.Labels, t.LabelsPath, localize.Labels)
 		if err != nil {
 			return nil, fmt.Errorf("engine: template %d: %w", i, err)
 		}
@@ -364,7 +370,7 @@ func (e *Engine) BuildTemplatesFromPoints(ctx context.Context, pointsFile string
 	}
 	var tpl []localize.Template
 	for i := range tp.Templates {
-		img, err := prepared(e.cfg.Kernels, nil, tp.ImagePath(i), localize.Image)
+		img, err := prepared(e.cfg, nil, tp.ImagePath(i), localize.Image)
 		if err != nil {
 			return nil, fmt.Errorf("engine: %s: %w", pointsFile, err)
 		}
@@ -405,7 +411,7 @@ func (e *Engine) Localize(ctx context.Context, ts *localize.TemplateSet,
 // and in errors. With v nil, source is read as a NIfTI file.
 func (e *Engine) LocalizeVolume(ctx context.Context, ts *localize.TemplateSet,
 	v *volume.Volume, source string) (*localize.Result, error) {
-	q, err := prepared(e.cfg.Kernels, v, source, localize.Image)
+	q, err := prepared(e.cfg, v, source, localize.Image)
 	if err != nil {
 		return nil, fmt.Errorf("engine: query: %w", err)
 	}
@@ -419,8 +425,8 @@ func (e *Engine) LocalizeVolume(ctx context.Context, ts *localize.TemplateSet,
 }
 
 // prepared returns v (or the NIfTI file at path when v is nil) prepared for the network
-// with kernels k (the CPU's when nil).
-func prepared(k localize.Kernels, v *volume.Volume, path string,
+// with the kernels and the resampling of c.
+func prepared(c localize.Config, v *volume.Volume, path string,
 	kind localize.Kind) (*localize.Grid, error) {
 	if v == nil {
 		if path == "" {
@@ -432,5 +438,5 @@ func prepared(k localize.Kernels, v *volume.Volume, path string,
 		}
 		v = f.Volume
 	}
-	return localize.PrepareWith(k, v, path, kind)
+	return localize.PrepareWith(c, v, path, kind)
 }

@@ -116,7 +116,7 @@ func (e *Engine) segment(ctx context.Context, ts *localize.TemplateSet, loc *loc
 	var q *localize.Grid
 	if ts != nil {
 		var err error
-		if q, err = localize.PrepareWith(e.cfg.Kernels, v, source, localize.Image); err != nil {
+		if q, err = localize.PrepareWith(e.cfg, v, source, localize.Image); err != nil {
 			return nil, fmt.Errorf("engine: query: %w", err)
 		}
 	}

@@ -72,3 +72,58 @@ func BenchmarkResampleTrilinearCT(b *testing.B) { benchResample(b, ResampleTrili
 
 // BenchmarkResampleNearestCT resamples the same volume, as a label map, to 3 mm.
 func BenchmarkResampleNearestCT(b *testing.B) { benchResample(b, ResampleNearest) }
+
+// benchFactors are the reference's zoom factors for the benchmark volume: spacing / 3 mm.
+func benchFactors() [3]float64 {
+	var f [3]float64
+	for a, s := range benchSpacing {
+		f[a] = s / benchTarget
+	}
+	return f
+}
+
+// BenchmarkZoomCubicCT resamples the 512 x 512 x 300 CT to 3 mm as the reference does
+// (scipy's cubic spline zoom, 137 x 137 x 250).
+func BenchmarkZoomCubicCT(b *testing.B) {
+	src := syntheticCT()
+	out, err := ZoomShape(benchShape, benchFactors())
+	if err != nil {
+		b.Fatal(err)
+	}
+	dst := make([]float32, out[0]*out[1]*out[2])
+	b.ReportMetric(float64(len(dst)), "voxels_out")
+	b.ResetTimer()
+	for b.Loop() {
+		if err := ZoomCubic(dst, out, src, benchShape); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkResampleLabelsOneHotCT resamples a label map of the benchmark volume (0 air, 1
+// body, 2 bone) to 3 mm as the reference does (one-hot, torch trilinear, argmax).
+func BenchmarkResampleLabelsOneHotCT(b *testing.B) {
+	ct := syntheticCT()
+	src := make([]float32, len(ct))
+	for i, v := range ct {
+		switch {
+		case v >= 700:
+			src[i] = 2
+		case v > -1000:
+			src[i] = 1
+		}
+	}
+	f := benchFactors()
+	out, err := ScaleShape(benchShape, f)
+	if err != nil {
+		b.Fatal(err)
+	}
+	dst := make([]float32, out[0]*out[1]*out[2])
+	b.ReportMetric(float64(len(dst)), "voxels_out")
+	b.ResetTimer()
+	for b.Loop() {
+		if err := ResampleLabelsOneHot(dst, out, src, benchShape, f); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

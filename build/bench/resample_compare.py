@@ -11,7 +11,13 @@ torch.nn.functional.interpolate(trilinear, align_corners=False, 2 threads) to th
 size of the Go convention, runs the Go benchmarks in the same run (rounds interleave all of
 them), and prints the medians and the ratios; the intensity kernels are timed against numpy
 the same way. The three use different grids (see the kernels package comment), so this compares
-speed at equal output size, not values. Not part of the test suite.
+speed at equal output size, not values.
+
+It also times the reference implementation's own calls, which --resample reference
+reproduces value for value (kernels/zoom.go): scipy.ndimage.zoom with its defaults (cubic
+spline) on the float64 volume, and the label map (air, body, bone) one-hot encoded,
+interpolated trilinearly by torch with scale factors and reduced by argmax; against
+BenchmarkZoomCubicCT and BenchmarkResampleLabelsOneHotCT. Not part of the test suite.
 """
 
 import argparse
@@ -32,6 +38,7 @@ SPACING_XYZ = (0.8, 0.8, 2.5)
 TARGET_MM = 3.0
 GO_BENCH = "BenchmarkResampleTrilinearCT"
 GO_INTENSITY = ("BenchmarkNormalizeHUCT", "BenchmarkSAMWindowCT")
+GO_REFERENCE = ("BenchmarkZoomCubicCT", "BenchmarkResampleLabelsOneHotCT")
 
 
 def synthetic_ct():
@@ -53,6 +60,14 @@ def go_shape():
         int(np.floor((n - 1) / (TARGET_MM / s) + 1e-9)) + 1
         for n, s in zip(SHAPE_XYZ, SPACING_XYZ)
     )
+
+
+def synthetic_labels(vol):
+    """The label map of BenchmarkResampleLabelsOneHotCT: 0 air, 1 body, 2 bone."""
+    lab = np.zeros(vol.shape, np.int64)
+    lab[vol > -1000] = 1
+    lab[vol >= 700] = 2
+    return lab
 
 
 def median_time(fn, repeat):
@@ -120,16 +135,32 @@ def main():
             return torch.nn.functional.interpolate(tv, size=out_zyx, mode="trilinear",
                                                    align_corners=False)
 
+    factors = [s / TARGET_MM for s in SPACING_XYZ[::-1]]
+    vol64 = vol.astype(np.float64)  # the reference reads volumes with get_fdata()
+    labels = torch.from_numpy(synthetic_labels(vol))
+
+    def run_scipy_cubic():
+        return scipy.ndimage.zoom(vol64, factors)
+
+    def run_torch_onehot():
+        with torch.no_grad():
+            onehot = torch.nn.functional.one_hot(labels, -1).float().permute(3, 0, 1, 2)[None]
+            out = torch.nn.functional.interpolate(onehot, scale_factor=factors,
+                                                  mode="trilinear")
+            return torch.argmax(out, dim=1)
+
     assert run_scipy().shape == out_zyx
     assert tuple(run_torch().shape[2:]) == out_zyx
-    names = (GO_BENCH,) + GO_INTENSITY
-    times = {k: [] for k in ("scipy", "torch", "sam", "hu") + names}
+    names = (GO_BENCH,) + GO_INTENSITY + GO_REFERENCE
+    times = {k: [] for k in ("scipy", "torch", "sam", "hu", "cubic", "onehot") + names}
     go_cmd = ""
     for _ in range(args.rounds):
         times["scipy"].append(median_time(run_scipy, 1))
         times["torch"].append(median_time(run_torch, 3))
         times["sam"].append(median_time(lambda: sam_window_numpy(vol), 1))
         times["hu"].append(median_time(lambda: normalize_hu_numpy(vol), 1))
+        times["cubic"].append(median_time(run_scipy_cubic, 1))
+        times["onehot"].append(median_time(run_torch_onehot, 1))
         go_t, go_cmd = go_bench(root, names, 1)
         for k, t in go_t.items():
             times[k].append(t)
@@ -149,6 +180,13 @@ def main():
     print("%-44s %10s %12s" % ("intensity, whole volume", "median s", "go speed-up"))
     for name, key, bench in [("numpy SAM window (reference code)", "sam", GO_INTENSITY[1]),
                              ("numpy np.interp HU normalisation", "hu", GO_INTENSITY[0])]:
+        print("%-44s %10.4f %11.2fx" % (name, med[key], med[key] / med[bench]))
+        print("%-44s %10.4f %11.2fx" % ("  go " + bench, med[bench], 1.0))
+    print("%-44s %10s %12s" % ("reference resampling (--resample reference)", "median s",
+                               "go speed-up"))
+    for name, key, bench in [("scipy zoom, cubic spline, float64", "cubic", GO_REFERENCE[0]),
+                             ("torch one-hot trilinear argmax, labels", "onehot",
+                              GO_REFERENCE[1])]:
         print("%-44s %10.4f %11.2fx" % (name, med[key], med[key] / med[bench]))
         print("%-44s %10.4f %11.2fx" % ("  go " + bench, med[bench], 1.0))
 

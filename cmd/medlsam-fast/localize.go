@@ -43,6 +43,7 @@ type localizeFlags struct {
 	seed          uint64
 	mode          string
 	sliceInterval int
+	resample      string
 	out           string
 	gpu           gpuFlags
 }
@@ -131,6 +132,11 @@ func (f *localizeFlags) addShared(fs *pflag.FlagSet) {
 	fs.StringVar(&f.mode, "mode", "WPL", "WPL (one box per organ) or SPL (one box per z chunk)")
 	fs.IntVar(&f.sliceInterval, "slice-interval", localize.DefaultSliceInterval,
 		"SPL chunk length in 3 mm slices")
+	fs.StringVar(&f.resample, "resample", string(localize.Linear),
+		"how volumes are brought to 3 mm: linear (trilinear images, nearest-neighbour "+
+			"labels, an exact 3 mm grid) or reference (the reference implementation's cubic "+
+			"spline and one-hot label interpolation, as the network was trained; CPU only); "+
+			"templates and queries must share it")
 	f.gpu.add(fs)
 }
 
@@ -154,6 +160,10 @@ func (f *localizeFlags) check() error {
 	if m := localize.Mode(strings.ToUpper(f.mode)); m != localize.WPL && m != localize.SPL {
 		return fmt.Errorf("%w: --mode %q is neither WPL nor SPL", errUsage, f.mode)
 	}
+	if r := localize.Resampling(f.resample); r != localize.Linear && r != localize.Reference {
+		return fmt.Errorf("%w: --resample %q is neither %s nor %s", errUsage, f.resample,
+			localize.Linear, localize.Reference)
+	}
 	_, _, err := f.gpu.parse()
 	return err
 }
@@ -163,7 +173,7 @@ func (f *localizeFlags) check() error {
 func (f *localizeFlags) openEngine(kern localize.Kernels) (*engine.Engine, error) {
 	cfg := localize.Config{Mode: localize.Mode(strings.ToUpper(f.mode)),
 		SliceInterval: f.sliceInterval, BatchSize: f.batch, Seed: f.seed,
-		Logger: slog.Default(), Kernels: kern}
+		Logger: slog.Default(), Kernels: kern, Resampling: localize.Resampling(f.resample)}
 	return engine.Open(f.models, f.gpu.engineOptions(engine.Options{
 		ModelName: f.modelName, MedLAMRuntime: f.medlamRuntime, ORTLibrary: f.ortLib,
 		Threads: f.threads, Localize: cfg}))

@@ -13,6 +13,7 @@ import (
 	"github.com/medlsam-fast/medlsam-fast/engine/localize"
 	"github.com/medlsam-fast/medlsam-fast/engine/nifti"
 	"github.com/medlsam-fast/medlsam-fast/engine/phantom"
+	"github.com/medlsam-fast/medlsam-fast/engine/volume"
 )
 
 func TestParseOrgans(t *testing.T) {
@@ -69,6 +70,7 @@ func TestLocalizeUsage(t *testing.T) {
 		{"a.nii", "b.nii", "--template", "a:b"},
 		{"--template", "a:b", "--template-points", "p.json", "q.nii"},
 		{"--template-points", "p.json", "--templates-file", "s", "q.nii"},
+		{"--template", "a:b", "--resample", "cubic", "q.nii"},
 	}
 	for _, args := range cases {
 		var out bytes.Buffer
@@ -137,5 +139,45 @@ func TestLocalizeTemplatePointsTiny(t *testing.T) {
 	}
 	if len(res.Organs) != 1 || res.Organs[0].Name != "spleen" || res.Query != img {
 		t.Errorf("result %+v", res)
+	}
+}
+
+// TestLocalizeResampleReference runs localize with --resample reference on a phantom at
+// 1.5 x 1.5 x 2.5 mm, saves the template set, and checks that a query prepared with the
+// default resampling is refused with the flag to use.
+func TestLocalizeResampleReference(t *testing.T) {
+	if testing.Short() {
+		t.Skip("slow: tiny MedLAM over about 20 patches")
+	}
+	ph, err := phantom.Generate(phantom.Config{Shape: [3]int{120, 120, 90},
+		Spacing: [3]float64{1.5, 1.5, 2.5}, Seed: 3, Noise: 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	img, lab := filepath.Join(dir, "ct.nii.gz"), filepath.Join(dir, "labels.nii.gz")
+	for p, v := range map[string]*volume.Volume{img: ph.Image, lab: ph.Labels} {
+		if err := nifti.Write(p, v, nifti.WriteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	set := filepath.Join(dir, "set.mlts")
+	var out bytes.Buffer
+	args := []string{"--models", "../../testdata/models", "--template", img + ":" + lab,
+		"--organs", "1", "--resample", "reference", "--save-templates", set, img}
+	if err := runLocalize(args, &out); err != nil {
+		if errors.Is(err, backend.ErrUnavailable) {
+			t.Skipf("ONNX Runtime unavailable: %v", err)
+		}
+		t.Fatal(err)
+	}
+	var res localize.Result
+	if err := json.Unmarshal(out.Bytes(), &res); err != nil || len(res.Organs) != 1 {
+		t.Fatalf("result %s: %v", out.String(), err)
+	}
+	args = []string{"--models", "../../testdata/models", "--templates-file", set, img}
+	err = runLocalize(args, &out)
+	if err == nil || !strings.Contains(err.Error(), "--resample reference") {
+		t.Errorf("default resampling against a reference template set: %v", err)
 	}
 }

@@ -44,7 +44,7 @@ func TestDeviceKernelsMatchCPU(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := localize.PrepareWith(k, v, "q", localize.Image)
+	got, err := localize.PrepareWith(localize.Config{Kernels: k}, v, "q", localize.Image)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,13 +8,18 @@
 // Data flows one way:
 //
 //   - preprocess.go: a volume is reoriented to LAS, resampled to 3 mm and, when it looks like
-//     raw HU, normalised; the result is a Grid indexed (z, y, x). The 32-voxel zero padding
-//     of the method is virtual: patches are cut with zeros outside the volume, and point
-//     coordinates are kept in the padded frame where the method computes in it.
+//     raw HU, normalised; the result is a Grid indexed (z, y, x). The resampling is Linear
+//     by default (the kernels package's exact 3 mm grid, trilinear and nearest, which the
+//     GPU kernels share) or Reference (the reference's cubic spline zoom and one-hot label
+//     interpolation on their own grids, on the CPU, checked against the reference's Python
+//     by TestReferencePreprocessing). The 32-voxel zero padding of the method is virtual:
+//     patches are cut with zeros outside the volume, and point coordinates are kept in the
+//     padded frame where the method computes in it.
 //   - templates.go: the template points of each organ (six extreme points, "WPL", or six per
 //     z chunk, "SPL") and one batched pass of the network over all of them, giving each
 //     point's averaged position vector and its similarity kernels.
-//   - templateset.go: the result as a versioned file that records the model it came from.
+//   - templateset.go: the result as a versioned file that records the model it came from
+//     and the resampling of its templates, which queries must share.
 //   - query.go: the coarse step (random crops near the centre through the encoder-only
 //     network) and the refinement (one crop per point through the full network, then the
 //     similarity search of package kernels).

@@ -22,7 +22,12 @@ type Grid struct {
 	// srcShape and srcAffine are the source file's grid.
 	srcShape  [3]int
 	srcAffine volume.Affine
+	// resampling is how the grid was brought to 3 mm (never "").
+	resampling Resampling
 }
+
+// Resampling returns how the grid was brought to 3 mm.
+func (g *Grid) Resampling() Resampling { return g.resampling.or() }
 
 // Dims returns the grid's extent in (z, y, x) order.
 func (g *Grid) Dims() [3]int {

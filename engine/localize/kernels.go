@@ -103,3 +103,45 @@ func resampleWith(k Kernels, las *volume.Volume, r [3]float64, kind Kind) (*volu
 	}
 	return out, nil
 }
+
+// resampleReference brings las to 3 mm as the reference implementation does (Reference):
+// images by kernels.ZoomCubic on scipy's grid, labels by kernels.ResampleLabelsOneHot on
+// torch's, with zoom factors 1/r. The affine is A*diag(r), the nominal back-mapping that
+// the reference uses for its boxes.
+func resampleReference(las *volume.Volume, r [3]float64, kind Kind) (*volume.Volume, error) {
+	var f [3]float64
+	for a := range 3 {
+		// The reference's factor: the file's spacing over 3 mm.
+		f[a] = las.Spacing[a] / Spacing
+	}
+	var shape [3]int
+	var err error
+	if kind == Labels {
+		shape, err = kernels.ScaleShape(las.Shape, f)
+	} else {
+		shape, err = kernels.ZoomShape(las.Shape, f)
+	}
+	if err != nil {
+		return nil, err
+	}
+	n, err := volume.NumVoxels(shape)
+	if err != nil || n > maxGridVoxels {
+		return nil, fmt.Errorf("3 mm grid %v has more than %d voxels", shape, maxGridVoxels)
+	}
+	out := &volume.Volume{Data: make([]float32, n), Shape: shape,
+		Spacing: [3]float64{Spacing, Spacing, Spacing}, Affine: las.Affine}
+	if kind == Labels {
+		err = kernels.ResampleLabelsOneHot(out.Data, shape, las.Data, las.Shape, f)
+	} else {
+		err = kernels.ZoomCubic(out.Data, shape, las.Data, las.Shape)
+	}
+	if err != nil {
+		return nil, err
+	}
+	for row := range 4 {
+		for a := range 3 {
+			out.Affine[row][a] *= r[a]
+		}
+	}
+	return out, nil
+}

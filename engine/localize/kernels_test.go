@@ -114,7 +114,7 @@ func TestPrepareWithKernels(t *testing.T) {
 				t.Fatal(err)
 			}
 			rec := &recKernels{}
-			got, err := PrepareWith(rec, src, "q", tc.kind)
+			got, err := PrepareWith(Config{Kernels: rec}, src, "q", tc.kind)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -126,7 +126,7 @@ func TestPrepareWithKernels(t *testing.T) {
 					got.Vol.Shape, want.Vol.Shape)
 			}
 			bad := &recKernels{err: errors.New("device lost")}
-			if _, err := PrepareWith(bad, src, "q.nii.gz", tc.kind); err == nil ||
+			if _, err := PrepareWith(Config{Kernels: bad}, src, "q.nii.gz", tc.kind); err == nil ||
 				!strings.Contains(err.Error(), "device lost") ||
 				!strings.Contains(err.Error(), "q.nii.gz") {
 				t.Errorf("failing kernel: error %v, want the kernel's naming the file", err)

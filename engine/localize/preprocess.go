@@ -11,6 +11,43 @@ import (
 // maxGridVoxels bounds a prepared grid (a 3 mm grid of 2 m per side has 0.3 G voxels).
 const maxGridVoxels = 1 << 29
 
+// Resampling chooses how Prepare brings a volume to 3 mm.
+type Resampling string
+
+// Resamplings.
+const (
+	// Linear follows the kernels package's grid convention: voxel 0 aligned, exactly 3 mm,
+	// images trilinear, label maps by nearest neighbour; boxes map back through the same
+	// geometry. The default; the GPU kernels run it too.
+	Linear Resampling = "linear"
+	// Reference resamples as the reference implementation does: images with
+	// scipy.ndimage.zoom's cubic spline on its corner-aligned grid (round(n*s/3) voxels;
+	// kernels.ZoomCubic), label maps by one-hot trilinear interpolation on torch's half-pixel
+	// grid and argmax (floor(n*s/3) voxels; kernels.ResampleLabelsOneHot), and boxes mapped
+	// back with the nominal ratio 3/s, ignoring that the corner-aligned grid's spacing is
+	// (n-1)/(n_out-1) input voxels (off by at most about one input voxel at the far end of
+	// an axis). Template points are read on the label grid and used on the image grid as
+	// they are, as in the reference. The network was trained on such volumes. It runs on
+	// the CPU whatever the kernels (TODO(#5): CUDA twins of both kernels).
+	Reference Resampling = "reference"
+)
+
+// check returns an error unless r is "" (Linear), Linear or Reference.
+func (r Resampling) check() error {
+	if r != "" && r != Linear && r != Reference {
+		return fmt.Errorf("localize: resampling %q is neither %s nor %s", r, Linear, Reference)
+	}
+	return nil
+}
+
+// or returns r, or Linear when r is "".
+func (r Resampling) or() Resampling {
+	if r == "" {
+		return Linear
+	}
+	return r
+}
+
 // Kind tells Prepare whether a volume holds intensities or labels.
 type Kind int
 
@@ -23,23 +60,23 @@ const (
 )
 
 // Prepare turns a volume read from source into a Grid (method.md section 1): reoriented to
-// LAS (volume.Canonical), resampled to 3 mm (kernels' grid convention: voxel 0 aligned,
-// trilinear for images, nearest for labels; skipped when the spacing is already 3 mm) and,
-// for an image whose minimum is below -10, normalised with MedLAM's piecewise HU map
-// (kernels.NormalizeHU). The zero padding is virtual (see Grid). v is not modified.
-//
-// This resamples trilinearly where the reference uses a cubic spline (scipy's zoom, order 3,
-// corner-aligned grid) and labels by nearest neighbour where it uses one-hot trilinear
-// argmax; the box is mapped back with the same ratio, so boxes stay on the query's grid.
-// Prepare runs the CPU kernels; PrepareWith takes others.
+// LAS (volume.Canonical), resampled to 3 mm (Linear resampling; skipped when the spacing is
+// already 3 mm) and, for an image whose minimum is below -10, normalised with MedLAM's
+// piecewise HU map (kernels.NormalizeHU). The zero padding is virtual (see Grid). v is not
+// modified. Prepare runs the CPU kernels; PrepareWith takes the kernels and the resampling
+// of a Config.
 func Prepare(v *volume.Volume, source string, kind Kind) (*Grid, error) {
-	return PrepareWith(nil, v, source, kind)
+	return PrepareWith(Config{}, v, source, kind)
 }
 
-// PrepareWith is Prepare with the resampling and the normalisation run by k (CPUKernels
-// when nil).
-func PrepareWith(k Kernels, v *volume.Volume, source string, kind Kind) (*Grid, error) {
-	k = kernelsOr(k)
+// PrepareWith is Prepare with c.Resampling, and with the resampling and the normalisation
+// run by c.Kernels (CPUKernels when nil; Reference resampling always runs on the CPU).
+func PrepareWith(c Config, v *volume.Volume, source string, kind Kind) (*Grid, error) {
+	k := kernelsOr(c.Kernels)
+	res := c.Resampling.or()
+	if err := res.check(); err != nil {
+		return nil, err
+	}
 	if err := v.Validate(); err != nil {
 		return nil, fmt.Errorf("localize: %s: %w", source, err)
 	}
@@ -47,7 +84,8 @@ func PrepareWith(k Kernels, v *volume.Volume, source string, kind Kind) (*Grid, 
 	if err != nil {
 		return nil, fmt.Errorf("localize: %s: %w", source, err)
 	}
-	g := &Grid{Source: source, reo: reo, srcShape: v.Shape, srcAffine: v.Affine}
+	g := &Grid{Source: source, reo: reo, srcShape: v.Shape, srcAffine: v.Affine,
+		resampling: res}
 	same := true
 	for a := 0; a < 3; a++ {
 		g.ratio[a] = Spacing / las.Spacing[a]
@@ -56,6 +94,10 @@ func PrepareWith(k Kernels, v *volume.Volume, source string, kind Kind) (*Grid, 
 	if same {
 		g.ratio = [3]float64{1, 1, 1}
 		g.Vol = las
+	} else if res == Reference {
+		if g.Vol, err = resampleReference(las, g.ratio, kind); err != nil {
+			return nil, fmt.Errorf("localize: %s: %w", source, err)
+		}
 	} else if g.Vol, err = resampleWith(k, las, g.ratio, kind); err != nil {
 		return nil, fmt.Errorf("localize: %s: %w", source, err)
 	}

@@ -29,6 +29,9 @@ type Config struct {
 	// Kernels runs the similarity search (and, through PrepareWith, the resampling and
 	// normalisation); nil means CPUKernels. Results agree within the kernels' tolerances.
 	Kernels Kernels
+	// Resampling is how PrepareWith brings volumes to 3 mm: "" or Linear, or Reference.
+	// Templates and queries must share it (a template set records it).
+	Resampling Resampling
 }
 
 // Defaults of Config.
@@ -61,7 +64,7 @@ func (c Config) check() error {
 	if c.Mode != WPL && c.Mode != SPL {
 		return fmt.Errorf("localize: mode %q is neither WPL nor SPL", c.Mode)
 	}
-	return nil
+	return c.Resampling.check()
 }
 
 // Template is one annotated template: a prepared image and either its label map, prepared on
@@ -106,6 +109,12 @@ func BuildTemplateSet(ctx context.Context, net *Network, templates []Template,
 			return nil, fmt.Errorf("localize: template %s: templates mix label maps and "+
 				"given points", t.Image.Source)
 		}
+		if r, r0 := t.Image.Resampling(), templates[0].Image.Resampling(); r != r0 ||
+			(t.Labels != nil && t.Labels.Resampling() != r0) {
+			return nil, fmt.Errorf("localize: template %s: prepared with %s resampling, "+
+				"template %s with %s; prepare every template alike", t.Image.Source, r,
+				templates[0].Image.Source, r0)
+		}
 		if given {
 			continue
 		}
@@ -118,6 +127,9 @@ func BuildTemplateSet(ctx context.Context, net *Network, templates []Template,
 	}
 	ts := &TemplateSet{ModelSHA256: net.ModelSHA256, Mode: cfg.Mode,
 		SliceInterval: cfg.SliceInterval}
+	if r := templates[0].Image.Resampling(); r != Linear {
+		ts.Resampling = r
+	}
 	for _, t := range templates {
 		ts.Templates = append(ts.Templates, t.Image.Source)
 	}

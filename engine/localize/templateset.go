@@ -26,9 +26,18 @@ const (
 	SPL Mode = "SPL"
 )
 
-// TemplateSetVersion is the version of the template-set file format this build writes and
-// reads.
-const TemplateSetVersion = 1
+// version returns the file format version the set needs: 2 for Reference resampling, else
+// 1, so that sets older builds can use stay readable to them.
+func (ts *TemplateSet) version() int {
+	if ts.Resampling == Reference {
+		return 2
+	}
+	return 1
+}
+
+// TemplateSetVersion is the newest template-set file format version this build writes and
+// reads (it reads every older one too).
+const TemplateSetVersion = 2
 
 // templateSetMagic opens every template-set file.
 const templateSetMagic = "MEDLAMTS"
@@ -46,6 +55,9 @@ type TemplateSet struct {
 	// Mode and SliceInterval are the point-extraction settings used.
 	Mode          Mode `json:"mode"`
 	SliceInterval int  `json:"slice_interval"`
+	// Resampling is how the templates were brought to 3 mm: "" for Linear (the only kind
+	// of version 1 files), else Reference (version 2 files, which older builds refuse).
+	Resampling Resampling `json:"resampling,omitempty"`
 	// Templates names the template volumes (image files), in order.
 	Templates []string `json:"templates"`
 	// Organs lists the organs in point order.
@@ -109,6 +121,10 @@ func (ts *TemplateSet) Validate() error {
 	if ts.Mode != WPL && ts.Mode != SPL {
 		return fmt.Errorf("localize: template set: mode %q is neither WPL nor SPL", ts.Mode)
 	}
+	if ts.Resampling != "" && ts.Resampling != Reference {
+		return fmt.Errorf("localize: template set: resampling %q is neither empty (%s) nor "+
+			"%s", ts.Resampling, Linear, Reference)
+	}
 	if len(ts.Positions) != 3*next {
 		return fmt.Errorf("localize: template set: %d position values for %d points",
 			len(ts.Positions), next)
@@ -149,7 +165,7 @@ func (ts *TemplateSet) Save(path string) error {
 	if err := ts.Validate(); err != nil {
 		return err
 	}
-	h := templateSetHeader{Version: TemplateSetVersion, TemplateSet: ts}
+	h := templateSetHeader{Version: ts.version(), TemplateSet: ts}
 	arrays := [][]float32{ts.Positions, ts.Kernels[0], ts.Kernels[1], ts.Kernels[2]}
 	for i, name := range []string{"positions", "kernel0", "kernel1", "kernel2"} {
 		h.Blobs = append(h.Blobs, blob{Name: name, Values: int64(len(arrays[i]))})
@@ -240,9 +256,13 @@ func readTemplateSet(r io.Reader, size int64) (*TemplateSet, error) {
 	if err := dec.Decode(&h); err != nil {
 		return nil, fmt.Errorf("header: %w", err)
 	}
-	if h.Version != TemplateSetVersion {
-		return nil, fmt.Errorf("format version %d, this build reads %d; rebuild it",
+	if h.Version < 1 || h.Version > TemplateSetVersion {
+		return nil, fmt.Errorf("format version %d, this build reads 1 to %d; rebuild it",
 			h.Version, TemplateSetVersion)
+	}
+	if h.Version != h.TemplateSet.version() {
+		return nil, fmt.Errorf("format version %d does not match resampling %q", h.Version,
+			h.TemplateSet.Resampling)
 	}
 	rest -= int64(n)
 	want := []string{"positions", "kernel0", "kernel1", "kernel2"}
