@@ -14,6 +14,16 @@ var errResample = errors.New("kernels: resample")
 // 1e-9) + 1. It refuses non-positive sizes, ratios that are not positive and finite, and
 // outputs whose voxel count overflows int.
 func ResampleShape(in [3]int, r [3]float64) ([3]int, error) {
+	return outShape(in, r, "ratio", func(n int, r float64) float64 {
+		return math.Floor(float64(n-1)/r+1e-9) + 1
+	})
+}
+
+// outShape returns the shape whose size along axis a is size(in[a], p[a]), refusing
+// non-positive input sizes, parameters (named param in errors) that are not positive and
+// finite, empty or too large outputs, and voxel counts that overflow int.
+func outShape(in [3]int, p [3]float64, param string,
+	size func(n int, p float64) float64) ([3]int, error) {
 	var out [3]int
 	total := 1
 	for a := 0; a < 3; a++ {
@@ -21,11 +31,15 @@ func ResampleShape(in [3]int, r [3]float64) ([3]int, error) {
 			return out, fmt.Errorf("%w: input shape[%d] = %d must be positive", errResample, a,
 				in[a])
 		}
-		if !(r[a] > 0) || math.IsInf(r[a], 0) {
-			return out, fmt.Errorf("%w: ratio[%d] = %v must be positive and finite", errResample,
-				a, r[a])
+		if !(p[a] > 0) || math.IsInf(p[a], 0) {
+			return out, fmt.Errorf("%w: %s[%d] = %v must be positive and finite", errResample,
+				param, a, p[a])
 		}
-		f := math.Floor(float64(in[a]-1)/r[a]+1e-9) + 1
+		f := size(in[a], p[a])
+		if f < 1 {
+			return out, fmt.Errorf("%w: %d voxels with %s %v leave none along axis %d",
+				errResample, in[a], param, p[a], a)
+		}
 		if f > float64(math.MaxInt32) {
 			return out, fmt.Errorf("%w: output size %g along axis %d is too large", errResample,
 				f, a)
@@ -88,17 +102,40 @@ func checkResample(dst []float32, dstShape [3]int, src []float32, srcShape [3]in
 	if err != nil {
 		return err
 	}
+	return checkOutput(dst, dstShape, want, src, srcShape, fmt.Sprintf("ratios %v", r))
+}
+
+// checkOutput checks that dstShape is want, the output shape for srcShape and the
+// parameters described by params, and that both slices match their shapes.
+func checkOutput(dst []float32, dstShape, want [3]int, src []float32, srcShape [3]int,
+	params string) error {
 	if dstShape != want {
-		return fmt.Errorf("%w: dst shape %v, want %v for src shape %v and ratios %v",
-			errResample, dstShape, want, srcShape, r)
+		return fmt.Errorf("%w: dst shape %v, want %v for src shape %v and %s", errResample,
+			dstShape, want, srcShape, params)
 	}
-	if n := srcShape[0] * srcShape[1] * srcShape[2]; len(src) != n {
-		return fmt.Errorf("%w: src has %d voxels, shape %v needs %d", errResample, len(src),
-			srcShape, n)
-	}
-	if n := want[0] * want[1] * want[2]; len(dst) != n {
-		return fmt.Errorf("%w: dst has %d voxels, shape %v needs %d", errResample, len(dst),
-			want, n)
+	return checkShapes(dst, dstShape, src, srcShape)
+}
+
+// checkShapes checks that both slices hold as many voxels as their shapes, which must be
+// positive and not overflow.
+func checkShapes(dst []float32, dstShape [3]int, src []float32, srcShape [3]int) error {
+	for _, s := range []struct {
+		name  string
+		n     int
+		shape [3]int
+	}{{"src", len(src), srcShape}, {"dst", len(dst), dstShape}} {
+		want := 1
+		for a := 0; a < 3; a++ {
+			if s.shape[a] <= 0 || want > math.MaxInt/s.shape[a] {
+				return fmt.Errorf("%w: %s shape %v is empty or overflows", errResample, s.name,
+					s.shape)
+			}
+			want *= s.shape[a]
+		}
+		if s.n != want {
+			return fmt.Errorf("%w: %s has %d voxels, shape %v needs %d", errResample, s.name,
+				s.n, s.shape, want)
+		}
 	}
 	return nil
 }

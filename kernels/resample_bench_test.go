@@ -51,9 +51,16 @@ func benchRatios() [3]float64 {
 }
 
 func benchResample(b *testing.B, f resampleFunc) {
-	src := syntheticCT()
-	r := benchRatios()
-	out, err := ResampleShape(benchShape, r)
+	src, r := syntheticCT(), benchRatios()
+	benchOutput(b, ResampleShape, r, func(dst []float32, out [3]int) error {
+		return f(dst, out, src, benchShape, r)
+	})
+}
+
+// benchOutput times run into an output of shape(benchShape, p).
+func benchOutput(b *testing.B, shape func([3]int, [3]float64) ([3]int, error), p [3]float64,
+	run func(dst []float32, out [3]int) error) {
+	out, err := shape(benchShape, p)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -61,7 +68,7 @@ func benchResample(b *testing.B, f resampleFunc) {
 	b.ReportMetric(float64(len(dst)), "voxels_out")
 	b.ResetTimer()
 	for b.Loop() {
-		if err := f(dst, out, src, benchShape, r); err != nil {
+		if err := run(dst, out); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -86,18 +93,9 @@ func benchFactors() [3]float64 {
 // (scipy's cubic spline zoom, 137 x 137 x 250).
 func BenchmarkZoomCubicCT(b *testing.B) {
 	src := syntheticCT()
-	out, err := ZoomShape(benchShape, benchFactors())
-	if err != nil {
-		b.Fatal(err)
-	}
-	dst := make([]float32, out[0]*out[1]*out[2])
-	b.ReportMetric(float64(len(dst)), "voxels_out")
-	b.ResetTimer()
-	for b.Loop() {
-		if err := ZoomCubic(dst, out, src, benchShape); err != nil {
-			b.Fatal(err)
-		}
-	}
+	benchOutput(b, ZoomShape, benchFactors(), func(dst []float32, out [3]int) error {
+		return ZoomCubic(dst, out, src, benchShape)
+	})
 }
 
 // BenchmarkResampleLabelsOneHotCT resamples a label map of the benchmark volume (0 air, 1
@@ -114,16 +112,7 @@ func BenchmarkResampleLabelsOneHotCT(b *testing.B) {
 		}
 	}
 	f := benchFactors()
-	out, err := ScaleShape(benchShape, f)
-	if err != nil {
-		b.Fatal(err)
-	}
-	dst := make([]float32, out[0]*out[1]*out[2])
-	b.ReportMetric(float64(len(dst)), "voxels_out")
-	b.ResetTimer()
-	for b.Loop() {
-		if err := ResampleLabelsOneHot(dst, out, src, benchShape, f); err != nil {
-			b.Fatal(err)
-		}
-	}
+	benchOutput(b, ScaleShape, f, func(dst []float32, out [3]int) error {
+		return ResampleLabelsOneHot(dst, out, src, benchShape, f)
+	})
 }

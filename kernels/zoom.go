@@ -20,66 +20,17 @@ import (
 // refuses factors that are not positive and finite, and shapes that would be empty or
 // overflow.
 func ZoomShape(in [3]int, f [3]float64) ([3]int, error) {
-	return scaledShape(in, f, math.RoundToEven)
+	return outShape(in, f, "factor", func(n int, f float64) float64 {
+		return math.RoundToEven(float64(n) * f)
+	})
 }
 
 // ScaleShape returns torch.nn.functional.interpolate's output shape for scale factors f:
 // floor(n*f) per axis, with the refusals of ZoomShape.
 func ScaleShape(in [3]int, f [3]float64) ([3]int, error) {
-	return scaledShape(in, f, math.Floor)
-}
-
-func scaledShape(in [3]int, f [3]float64, round func(float64) float64) ([3]int, error) {
-	var out [3]int
-	total := 1
-	for a := 0; a < 3; a++ {
-		if in[a] <= 0 {
-			return out, fmt.Errorf("%w: input shape[%d] = %d must be positive", errResample, a,
-				in[a])
-		}
-		if !(f[a] > 0) || math.IsInf(f[a], 0) {
-			return out, fmt.Errorf("%w: factor[%d] = %v must be positive and finite",
-				errResample, a, f[a])
-		}
-		n := round(float64(in[a]) * f[a])
-		if n < 1 {
-			return out, fmt.Errorf("%w: %d voxels times %v leaves none along axis %d",
-				errResample, in[a], f[a], a)
-		}
-		if n > math.MaxInt32 {
-			return out, fmt.Errorf("%w: output size %g along axis %d is too large", errResample,
-				n, a)
-		}
-		out[a] = int(n)
-		if total > math.MaxInt/out[a] {
-			return out, fmt.Errorf("%w: output shape %v overflows", errResample, out)
-		}
-		total *= out[a]
-	}
-	return out, nil
-}
-
-// checkShapes validates slice lengths against their shapes.
-func checkShapes(dst []float32, dstShape [3]int, src []float32, srcShape [3]int) error {
-	for _, s := range []struct {
-		name  string
-		n     int
-		shape [3]int
-	}{{"src", len(src), srcShape}, {"dst", len(dst), dstShape}} {
-		want := 1
-		for a := 0; a < 3; a++ {
-			if s.shape[a] <= 0 || want > math.MaxInt/s.shape[a] {
-				return fmt.Errorf("%w: %s shape %v is empty or overflows", errResample, s.name,
-					s.shape)
-			}
-			want *= s.shape[a]
-		}
-		if s.n != want {
-			return fmt.Errorf("%w: %s has %d voxels, shape %v needs %d", errResample, s.name,
-				s.n, s.shape, want)
-		}
-	}
-	return nil
+	return outShape(in, f, "factor", func(n int, f float64) float64 {
+		return math.Floor(float64(n) * f)
+	})
 }
 
 // splinePole is the pole of the cubic B-spline's inverse filter, sqrt(3) - 2; splineGain
@@ -382,11 +333,8 @@ func ResampleLabelsOneHot(dst []float32, dstShape [3]int, src []float32, srcShap
 	if err != nil {
 		return err
 	}
-	if dstShape != want {
-		return fmt.Errorf("%w: dst shape %v, want %v for src shape %v and factors %v",
-			errResample, dstShape, want, srcShape, f)
-	}
-	if err := checkShapes(dst, dstShape, src, srcShape); err != nil {
+	if err := checkOutput(dst, dstShape, want, src, srcShape,
+		fmt.Sprintf("factors %v", f)); err != nil {
 		return err
 	}
 	if i := firstNonLabel(src); i >= 0 {

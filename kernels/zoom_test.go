@@ -131,7 +131,7 @@ func TestZoomRefusals(t *testing.T) {
 		}
 	}
 	_, err := ZoomShape([3]int{4, 4, 4}, [3]float64{0.1, 1, 1})
-	wantErr(err, "leaves none")
+	wantErr(err, "leave none")
 	_, err = ScaleShape([3]int{4, 4, 4}, [3]float64{1, math.NaN(), 1})
 	wantErr(err, "factor[1]")
 	_, err = ZoomShape([3]int{0, 4, 4}, [3]float64{1, 1, 1})

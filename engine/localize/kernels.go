@@ -82,60 +82,49 @@ func resampleWith(k Kernels, las *volume.Volume, r [3]float64, kind Kind) (*volu
 	if err != nil {
 		return nil, err
 	}
-	n, err := volume.NumVoxels(shape)
-	if err != nil || n > maxGridVoxels {
-		return nil, fmt.Errorf("3 mm grid %v has more than %d voxels", shape, maxGridVoxels)
-	}
-	out := &volume.Volume{Data: make([]float32, n), Shape: shape,
-		Spacing: [3]float64{Spacing, Spacing, Spacing}, Affine: las.Affine}
-	if kind == Labels {
-		err = k.ResampleNearest(out.Data, shape, las.Data, las.Shape, r)
-	} else {
-		err = k.ResampleTrilinear(out.Data, shape, las.Data, las.Shape, r)
-	}
-	if err != nil {
-		return nil, err
-	}
-	for row := range 4 {
-		for a := range 3 {
-			out.Affine[row][a] *= r[a]
+	return resampled(las, shape, r, func(dst []float32) error {
+		if kind == Labels {
+			return k.ResampleNearest(dst, shape, las.Data, las.Shape, r)
 		}
-	}
-	return out, nil
+		return k.ResampleTrilinear(dst, shape, las.Data, las.Shape, r)
+	})
 }
 
 // resampleReference brings las to 3 mm as the reference implementation does (Reference):
 // images by kernels.ZoomCubic on scipy's grid, labels by kernels.ResampleLabelsOneHot on
-// torch's, with zoom factors 1/r. The affine is A*diag(r), the nominal back-mapping that
-// the reference uses for its boxes.
+// torch's, with the reference's zoom factors (spacing / 3 mm). The affine is A*diag(r), the
+// nominal back-mapping that the reference uses for its boxes.
 func resampleReference(las *volume.Volume, r [3]float64, kind Kind) (*volume.Volume, error) {
 	var f [3]float64
 	for a := range 3 {
-		// The reference's factor: the file's spacing over 3 mm.
 		f[a] = las.Spacing[a] / Spacing
 	}
-	var shape [3]int
-	var err error
-	if kind == Labels {
-		shape, err = kernels.ScaleShape(las.Shape, f)
-	} else {
-		shape, err = kernels.ZoomShape(las.Shape, f)
+	shapeOf, run := kernels.ZoomShape, func(dst []float32, shape [3]int) error {
+		return kernels.ZoomCubic(dst, shape, las.Data, las.Shape)
 	}
+	if kind == Labels {
+		shapeOf, run = kernels.ScaleShape, func(dst []float32, shape [3]int) error {
+			return kernels.ResampleLabelsOneHot(dst, shape, las.Data, las.Shape, f)
+		}
+	}
+	shape, err := shapeOf(las.Shape, f)
 	if err != nil {
 		return nil, err
 	}
+	return resampled(las, shape, r, func(dst []float32) error { return run(dst, shape) })
+}
+
+// resampled returns the 3 mm volume of the given shape that fill writes, with las's affine
+// scaled by r along each axis; grids over maxGridVoxels are refused before allocating.
+func resampled(las *volume.Volume, shape [3]int, r [3]float64,
+	fill func(dst []float32) error) (*volume.Volume, error) {
 	n, err := volume.NumVoxels(shape)
 	if err != nil || n > maxGridVoxels {
 		return nil, fmt.Errorf("3 mm grid %v has more than %d voxels", shape, maxGridVoxels)
 	}
 	out := &volume.Volume{Data: make([]float32, n), Shape: shape,
 		Spacing: [3]float64{Spacing, Spacing, Spacing}, Affine: las.Affine}
-	if kind == Labels {
-		err = kernels.ResampleLabelsOneHot(out.Data, shape, las.Data, las.Shape, f)
-	} else {
-		err = kernels.ZoomCubic(out.Data, shape, las.Data, las.Shape)
-	}
-	if err != nil {
+	if err := fill(out.Data); err != nil {
 		return nil, err
 	}
 	for row := range 4 {
