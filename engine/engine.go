@@ -398,7 +398,14 @@ func (e *Engine) build(ctx context.Context, tpl []localize.Template, organs []lo
 // LoadTemplates reads a template set saved with (*localize.TemplateSet).Save, refusing one
 // computed by another model.
 func (e *Engine) LoadTemplates(path string) (*localize.TemplateSet, error) {
-	return localize.LoadTemplateSet(path, e.net.ModelSHA256)
+	ts, err := localize.LoadTemplateSet(path, e.net.ModelSHA256)
+	if err != nil {
+		return nil, err
+	}
+	if err := ts.CheckResampling(e.cfg.Resampling); err != nil {
+		return nil, fmt.Errorf("engine: %s: %w", path, err)
+	}
+	return ts, nil
 }
 
 // Localize finds the boxes of every organ of ts in the query NIfTI file.
@@ -411,6 +418,9 @@ func (e *Engine) Localize(ctx context.Context, ts *localize.TemplateSet,
 // and in errors. With v nil, source is read as a NIfTI file.
 func (e *Engine) LocalizeVolume(ctx context.Context, ts *localize.TemplateSet,
 	v *volume.Volume, source string) (*localize.Result, error) {
+	if err := ts.CheckResampling(e.cfg.Resampling); err != nil {
+		return nil, fmt.Errorf("engine: %s: %w", source, err)
+	}
 	q, err := prepared(e.cfg, v, source, localize.Image)
 	if err != nil {
 		return nil, fmt.Errorf("engine: query: %w", err)

@@ -75,6 +75,9 @@ func (e *Engine) SegmentVolume(ctx context.Context, ts *localize.TemplateSet,
 	if ts == nil {
 		return nil, fmt.Errorf("engine: %s: no template set given", source)
 	}
+	if err := ts.CheckResampling(e.cfg.Resampling); err != nil {
+		return nil, fmt.Errorf("engine: %s: %w", source, err)
+	}
 	return e.segment(ctx, ts, nil, v, hdr, source, opt)
 }
 

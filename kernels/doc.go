@@ -14,8 +14,8 @@
 // Kernels spread their work over Workers() goroutines through ParallelFor, which other
 // packages use too rather than keeping their own worker loops. The resampling and intensity
 // kernels allocate nothing proportional to the volume (ZoomCubic's two intermediate
-// volumes aside): callers own and provide the output slices. A kernel never retains a slice after it returns. Distinct calls on distinct
-// slices may run concurrently.
+// volumes aside): callers own and provide the output slices. A kernel never retains a
+// slice after it returns. Distinct calls on distinct slices may run concurrently.
 //
 // # Resampling grid
 //
@@ -49,9 +49,10 @@
 //
 // For parity with the reference, zoom.go has both of its resamplings on their own grids:
 // ZoomCubic (scipy's zoom: cubic B-spline, mirror boundaries, corner-aligned grid, values
-// within float32 rounding of scipy's) and ResampleLabelsOneHot (torch's one-hot trilinear
-// argmax on the half-pixel grid of a scale factor). They are CPU only and cost more: on the
-// 512 x 512 x 300 benchmark CT, 0.18 s and 0.05 s against 0.016 s for ResampleTrilinear,
-// still 20x and 45x faster than the reference's scipy and torch calls
-// (build/bench/resample_compare.py).
+// within float32 rounding of scipy's, its zeroed far faces included) and
+// ResampleLabelsOneHot (torch's one-hot trilinear argmax on the half-pixel grid of a scale
+// factor). They are CPU only and cost more: on the 512 x 512 x 300 benchmark CT, 0.16 s and
+// 0.05 s against 0.015 s for ResampleTrilinear, still 21x and 35x faster than the
+// reference's scipy and torch calls (build/bench/resample_compare.py, figures in the
+// README).
 package kernels

@@ -48,7 +48,10 @@ type splineAxis struct {
 
 // newSplineAxis maps nOut outputs onto nIn inputs as scipy's zoom does without grid_mode:
 // output o sits at input index o*(nIn-1)/(nOut-1) (0 when nOut is 1), and the taps beyond
-// either end are mirrored about the end samples (d c b | a b c d | c b a).
+// either end are mirrored about the end samples (d c b | a b c d | c b a). scipy computes
+// that position as step = (nIn-1)/(nOut-1), then o*step, in float64; where rounding puts the
+// last one past nIn-1, its mode "constant" makes the sample 0 (the whole face of the
+// volume: scipy issues 4922, 6713), and so do the zero weights here.
 func newSplineAxis(nOut, nIn int) splineAxis {
 	t := splineAxis{idx: make([]int, 4*nOut), w: make([]float64, 4*nOut)}
 	step := 1.0
@@ -56,7 +59,10 @@ func newSplineAxis(nOut, nIn int) splineAxis {
 		step = float64(nIn-1) / float64(nOut-1)
 	}
 	for o := range nOut {
-		x := min(float64(o)*step, float64(nIn-1))
+		x := float64(o) * step
+		if x > float64(nIn-1) {
+			continue // weights and indices stay 0
+		}
 		i := int(math.Floor(x))
 		u := x - float64(i)
 		w := t.w[4*o : 4*o+4]
@@ -240,7 +246,8 @@ func splineFilter(c []float64, n, m int) {
 
 // ZoomCubic resamples src (shape srcShape) into dst (shape dstShape) as scipy.ndimage.zoom
 // does with its defaults: a cubic B-spline through the samples with mirror boundaries,
-// sampled at o*(n_in-1)/(n_out-1) along each axis (first and last voxels aligned). Any
+// sampled at o*(n_in-1)/(n_out-1) along each axis (first and last voxels aligned; a last
+// face that float rounding puts past the input is 0, as in scipy). Any
 // dstShape of positive sizes is allowed; ZoomShape gives zoom's for a factor. The spline is
 // separable, so the three axes are done one after another (i, j, then k), each in float64
 // within a line; the values agree with scipy's to float32 rounding. It allocates two

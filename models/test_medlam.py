@@ -197,19 +197,19 @@ def test_export_is_deterministic(exports, name):
     assert a == b
 
 
-def _assert_close(got, want, where="golden"):
-    """Asserts that two parsed JSON documents agree: numbers within float32 rounding of the
-    seven printed digits, everything else exactly."""
+def _assert_close(got, want, rel, abs_tol, where="golden"):
+    """Asserts that two parsed JSON documents agree: numbers within rel * |want| + abs_tol,
+    everything else exactly."""
     if isinstance(want, dict):
         assert isinstance(got, dict) and sorted(got) == sorted(want), where
         for k in want:
-            _assert_close(got[k], want[k], "%s.%s" % (where, k))
+            _assert_close(got[k], want[k], rel, abs_tol, "%s.%s" % (where, k))
     elif isinstance(want, list):
         assert isinstance(got, list) and len(got) == len(want), where
         for i, (g, w) in enumerate(zip(got, want)):
-            _assert_close(g, w, "%s[%d]" % (where, i))
+            _assert_close(g, w, rel, abs_tol, "%s[%d]" % (where, i))
     elif isinstance(want, float) or isinstance(got, float):
-        assert abs(got - want) <= 1e-5 * abs(want) + 1e-7, "%s: %r, committed %r" % (
+        assert abs(got - want) <= rel * abs(want) + abs_tol, "%s: %r, committed %r" % (
             where, got, want)
     else:
         assert got == want, "%s: %r, committed %r" % (where, got, want)
@@ -222,9 +222,13 @@ def test_committed_files_are_current(exports, name):
         pytest.fail("%s missing: run make models-medlam" % committed)
     fresh = open(os.path.join(exports[0], name), "rb").read()
     if name.endswith("_golden.json"):
-        # torch's fp32 results may differ in the last printed digit from one CPU (or thread
-        # count) to another; the weights and manifests must match to the byte.
-        _assert_close(json.loads(fresh), json.load(open(committed)))
+        # torch's fp32 results depend on the CPU's instruction set (oneDNN picks its
+        # convolution code by it), so a fresh export is held to the golden file's own
+        # tolerance, the one the Go runtimes are held to; the weights and manifests must
+        # match to the byte.
+        want = json.load(open(committed))
+        tol = want["tolerance"]
+        _assert_close(json.loads(fresh), want, tol["rel"], tol["abs"])
         return
     assert open(committed, "rb").read() == fresh, "%s is stale: run make models-medlam" % name
 

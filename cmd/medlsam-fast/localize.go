@@ -160,6 +160,7 @@ func (f *localizeFlags) check() error {
 	if m := localize.Mode(strings.ToUpper(f.mode)); m != localize.WPL && m != localize.SPL {
 		return fmt.Errorf("%w: --mode %q is neither WPL nor SPL", errUsage, f.mode)
 	}
+	f.resample = strings.ToLower(f.resample)
 	if r := localize.Resampling(f.resample); r != localize.Linear && r != localize.Reference {
 		return fmt.Errorf("%w: --resample %q is neither %s nor %s", errUsage, f.resample,
 			localize.Linear, localize.Reference)

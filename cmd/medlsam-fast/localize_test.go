@@ -164,7 +164,7 @@ func TestLocalizeResampleReference(t *testing.T) {
 	set := filepath.Join(dir, "set.mlts")
 	var out bytes.Buffer
 	args := []string{"--models", "../../testdata/models", "--template", img + ":" + lab,
-		"--organs", "1", "--resample", "reference", "--save-templates", set, img}
+		"--organs", "1", "--resample", "Reference", "--save-templates", set, img}
 	if err := runLocalize(args, &out); err != nil {
 		if errors.Is(err, backend.ErrUnavailable) {
 			t.Skipf("ONNX Runtime unavailable: %v", err)
@@ -177,7 +177,9 @@ func TestLocalizeResampleReference(t *testing.T) {
 	}
 	args = []string{"--models", "../../testdata/models", "--templates-file", set, img}
 	err = runLocalize(args, &out)
-	if err == nil || !strings.Contains(err.Error(), "--resample reference") {
-		t.Errorf("default resampling against a reference template set: %v", err)
+	if err == nil || !strings.Contains(err.Error(), "--resample reference") ||
+		!strings.Contains(err.Error(), set) {
+		t.Errorf("default resampling against a reference template set: %v; want an error "+
+			"naming the set and the flag", err)
 	}
 }

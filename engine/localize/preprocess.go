@@ -25,10 +25,11 @@ const (
 	// kernels.ZoomCubic), label maps by one-hot trilinear interpolation on torch's half-pixel
 	// grid and argmax (floor(n*s/3) voxels; kernels.ResampleLabelsOneHot), and boxes mapped
 	// back with the nominal ratio 3/s, ignoring that the corner-aligned grid's spacing is
-	// (n-1)/(n_out-1) input voxels (off by at most about one input voxel at the far end of
-	// an axis). Template points are read on the label grid and used on the image grid as
-	// they are, as in the reference. The network was trained on such volumes. It runs on
-	// the CPU whatever the kernels (TODO(#5): CUDA twins of both kernels).
+	// (n-1)/(n_out-1) input voxels: at the far end of an axis the mapped position is off by
+	// 1.5 to 4.5 mm less the input spacing s (up to about one 3 mm voxel). Template points
+	// are read on the label grid and used on the image grid as they are, as in the
+	// reference. The network was trained on such volumes. It runs on the CPU whatever the
+	// kernels (TODO(#5): CUDA twins of both kernels).
 	Reference Resampling = "reference"
 )
 

@@ -53,10 +53,8 @@ func Locate(ctx context.Context, net *Network, ts *TemplateSet, q *Grid,
 		return nil, fmt.Errorf("%w: it records %s, the network is %s", ErrOtherModel,
 			short(ts.ModelSHA256), short(net.ModelSHA256))
 	}
-	if r := ts.Resampling.or(); q.Resampling() != r {
-		return nil, fmt.Errorf("localize: query %s was prepared with %s resampling, the "+
-			"template set with %s; prepare both alike (--resample %s)", q.Source,
-			q.Resampling(), r, r)
+	if err := ts.CheckResampling(q.Resampling()); err != nil {
+		return nil, fmt.Errorf("query %s: %w", q.Source, err)
 	}
 	res := &Points{}
 	if err := coarse(ctx, net, q, cfg, res); err != nil {

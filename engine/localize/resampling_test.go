@@ -170,3 +170,71 @@ func TestTemplateSetResampling(t *testing.T) {
 		})
 	}
 }
+
+// rewriteHeader returns the saved set at path with its JSON header passed through edit.
+func rewriteHeader(t *testing.T, path string, edit func(h map[string]any)) []byte {
+	t.Helper()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := templateSetHeaderOf(t, path)
+	edit(h)
+	hdr, err := json.Marshal(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := len(templateSetMagic) + 4
+	old := int(binary.LittleEndian.Uint32(raw[len(templateSetMagic):]))
+	out := append([]byte(templateSetMagic), binary.LittleEndian.AppendUint32(nil,
+		uint32(len(hdr)))...)
+	out = append(out, hdr...)
+	return append(out, raw[start+old:]...)
+}
+
+// TestTemplateSetResamplingHeader checks the file rules: the version follows the
+// resampling, an explicit "linear" is Linear, and headers that break the rule or name an
+// unknown resampling are refused.
+func TestTemplateSetResamplingHeader(t *testing.T) {
+	net := fakeNet(t)
+	ts := buildSet(t, net, WPL, 4, 0)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "set.mlts")
+	if err := ts.Save(path); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name string
+		edit func(h map[string]any)
+		want string // "" for a file that loads
+	}{
+		{"explicit linear", func(h map[string]any) { h["resampling"] = "linear" }, ""},
+		{"reference in version 1", func(h map[string]any) { h["resampling"] = "reference" },
+			"format version 1 does not match"},
+		{"linear in version 2", func(h map[string]any) { h["version"] = 2 },
+			"format version 2 does not match"},
+		{"unknown", func(h map[string]any) { h["resampling"] = "cubic" }, `"cubic"`},
+		{"version 3", func(h map[string]any) { h["version"] = 3 }, "reads 1 to 2"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			bad := filepath.Join(dir, "edited.mlts")
+			if err := os.WriteFile(bad, rewriteHeader(t, path, c.edit), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			got, err := LoadTemplateSet(bad, net.ModelSHA256)
+			if c.want == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := got.CheckResampling(""); err != nil {
+					t.Errorf("explicit linear set refuses linear queries: %v", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), c.want) ||
+				!strings.Contains(err.Error(), bad) {
+				t.Errorf("error %v, want one naming the file and containing %q", err, c.want)
+			}
+		})
+	}
+}

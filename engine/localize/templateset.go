@@ -29,10 +29,20 @@ const (
 // version returns the file format version the set needs: 2 for Reference resampling, else
 // 1, so that sets older builds can use stay readable to them.
 func (ts *TemplateSet) version() int {
-	if ts.Resampling == Reference {
+	if ts.Resampling.or() == Reference {
 		return 2
 	}
 	return 1
+}
+
+// CheckResampling returns an error unless queries prepared with r can use the set: r must
+// be the resampling its templates were prepared with ("" meaning Linear on both sides).
+func (ts *TemplateSet) CheckResampling(r Resampling) error {
+	if have := ts.Resampling.or(); have != r.or() {
+		return fmt.Errorf("localize: the template set was made with %s resampling, queries "+
+			"are prepared with %s; prepare both alike (--resample %s)", have, r.or(), have)
+	}
+	return nil
 }
 
 // TemplateSetVersion is the newest template-set file format version this build writes and
@@ -121,9 +131,8 @@ func (ts *TemplateSet) Validate() error {
 	if ts.Mode != WPL && ts.Mode != SPL {
 		return fmt.Errorf("localize: template set: mode %q is neither WPL nor SPL", ts.Mode)
 	}
-	if ts.Resampling != "" && ts.Resampling != Reference {
-		return fmt.Errorf("localize: template set: resampling %q is neither empty (%s) nor "+
-			"%s", ts.Resampling, Linear, Reference)
+	if err := ts.Resampling.check(); err != nil {
+		return fmt.Errorf("localize: template set: %w", err)
 	}
 	if len(ts.Positions) != 3*next {
 		return fmt.Errorf("localize: template set: %d position values for %d points",
