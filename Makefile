@@ -9,6 +9,7 @@ CUDA_OUT := build/out/cuda
 FUZZTIME ?= 60s
 
 .PHONY: all setup demo test test-go test-python lint fuzz check cuda cuda-test-bins tensorrt \
+	arm64-check \
 	testdata-zoom \
 	clean models
 
@@ -53,8 +54,8 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzRead -fuzztime $(FUZZTIME) ./engine/nifti/
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 20s ./engine/onnxpb/
 
-# check is what CI runs after setup: the tests, a bounded fuzz run, and the CUDA build when
-# nvcc is present.
+# check is what CI runs after setup: the tests, a bounded fuzz run, the CUDA build when
+# nvcc is present, and the arm64 build and CPU tests when the cross tools are.
 check: test fuzz
 	@if command -v nvcc >/dev/null 2>&1; then \
 		$(MAKE) cuda cuda-test-bins && \
@@ -62,6 +63,25 @@ check: test fuzz
 		$(GO) vet -tags cuda,tensorrt ./trt/ ./engine/gpu/ ./cmd/medlsam-fast/ && \
 		./bin/gpu-tests/kernels-gpu.test -test.count=1; \
 	else echo "check: CUDA build skipped: nvcc not found (bash build/setup.sh --cuda)"; fi
+	@if command -v aarch64-linux-gnu-gcc >/dev/null 2>&1 && \
+		command -v qemu-aarch64-static >/dev/null 2>&1; then $(MAKE) arm64-check; \
+	else echo "check: arm64 check skipped: no cross compiler or qemu (bash build/setup.sh --arm64)"; fi
+
+# arm64-check builds the command for linux/arm64 (edge boxes such as NVIDIA's Jetson and IGX
+# run it) and runs the CPU kernels' tests there under qemu: the baseline C builds become NEON
+# and the Go kernels lose their amd64 assembly. The test binaries are linked statically (Go
+# programs with cgo hang at start under qemu-user with the dynamic loader) and skip what
+# needs ONNX Runtime or torch, which this machine has only for amd64.
+ARM64_ENV := CGO_ENABLED=1 GOARCH=arm64 CC=aarch64-linux-gnu-gcc
+ARM64_TEST_PKGS := kernels kernels/cpunet engine/native
+arm64-check:
+	mkdir -p bin/arm64
+	$(ARM64_ENV) $(GO) build -trimpath -o bin/arm64/medlsam-fast ./cmd/medlsam-fast
+	for p in $(ARM64_TEST_PKGS); do \
+		t=$(CURDIR)/bin/arm64/$$(echo $$p | sed 's|/|-|g').test; rm -f $$t; \
+		$(ARM64_ENV) $(GO) test -c -ldflags '-extldflags -static' -o $$t ./$$p || exit 1; \
+		(cd $$p && qemu-aarch64-static $$t -test.count=1 -test.short \
+			-test.skip 'ONNXRuntime|ORT|Torch') || exit 1; done
 
 # cuda builds the static kernel library with CMake (kernels/cuda/*.cu), then the
 # cuda-tagged binary, which links it and the static CUDA runtime (kernels/gpu/native.go).

@@ -6,6 +6,8 @@
 #                                 scipy, torch and onnx (Debian packages, for parity tests
 #                                 and the model exporters)
 #   bash build/setup.sh --cuda    + nvcc 11.8 and cmake, to build the CUDA kernels
+#   bash build/setup.sh --arm64   + an arm64 cross compiler, arm64 zlib and qemu, for
+#                                 make arm64-check (the CPU path built and tested for arm64)
 #
 # Go 1.26 or newer must already be installed (Debian 12's golang package is too old):
 # https://go.dev/doc/install. Run as root or with sudo available.
@@ -13,12 +15,14 @@ set -euo pipefail
 
 want_test=0
 want_cuda=0
+want_arm64=0
 for arg in "$@"; do
 	case "$arg" in
 	--test) want_test=1 ;;
 	--cuda) want_cuda=1 ;;
+	--arm64) want_arm64=1 ;;
 	-h | --help)
-		sed -n '2,12p' "$0"
+		sed -n '2,13p' "$0"
 		exit 0
 		;;
 	*)
@@ -63,6 +67,11 @@ Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 SRC
 	fi
 	pkgs+=(nvidia-cuda-toolkit cmake)
+fi
+if [ "$want_arm64" = 1 ]; then
+	# zlib for arm64 comes from Debian's multiarch archive.
+	dpkg --print-foreign-architectures | grep -qx arm64 || $sudo dpkg --add-architecture arm64
+	pkgs+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static zlib1g-dev:arm64)
 fi
 
 missing=()

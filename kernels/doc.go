@@ -5,8 +5,8 @@
 // post-processing (sampre.go, maskpost.go). The CUDA kernels of the GPU
 // path are checked against these, so each kernel states the exact convention it implements.
 //
-// The package is Go (with amd64 assembly for the GEMM tiles) and depends only on the
-// standard library. Volume kernels take plain []float32 slices and [3]int shapes
+// The package is Go (with amd64 and arm64 assembly for the GEMM tiles) and depends only on
+// the standard library. Volume kernels take plain []float32 slices and [3]int shapes
 // [NX, NY, NZ] with i fastest: voxel (i, j, k) lives at index i + NX*(j + NY*k), the layout
 // of engine/volume. They never import engine/volume; that package wraps them and keeps the
 // geometry (affine, spacing) right.

@@ -16,6 +16,9 @@ type gemmImpl int
 const (
 	// implGeneric is portable Go, tiles of 6 rows.
 	implGeneric gemmImpl = iota
+	// implNEON is arm64 Advanced SIMD assembly, tiles of 6 x 16: 24 accumulators of four
+	// lanes, four for the B values and one for the broadcast A value, of the 32 registers.
+	implNEON
 	// implAVX2 is AVX2/FMA assembly, tiles of 6 x 16: 12 YMM accumulators, enough to cover
 	// the FMA latency on two ports, and three registers for operands.
 	implAVX2
@@ -31,6 +34,8 @@ func (g gemmImpl) String() string {
 		return "avx2"
 	case implAVX512:
 		return "avx512"
+	case implNEON:
+		return "neon"
 	}
 	return "generic"
 }
@@ -47,10 +52,11 @@ func (g gemmImpl) rows() int {
 // Tests and benchmarks lower it to check the others; available lists what may be chosen.
 var gemmUse = bestGemmImpl()
 
-// gemmAvailable returns the implementations this CPU can run, best last.
+// gemmAvailable returns the implementations this CPU can run, best last: the portable one
+// and those of the architecture's assembly (archGemmImpls, slowest first) up to the best.
 func gemmAvailable() []gemmImpl {
 	impls := []gemmImpl{implGeneric}
-	for _, g := range []gemmImpl{implAVX2, implAVX512} {
+	for _, g := range archGemmImpls {
 		if g <= bestGemmImpl() {
 			impls = append(impls, g)
 		}
@@ -86,6 +92,8 @@ func gemmTile(impl gemmImpl, kc int, a, b, dst []float32, offs []int) {
 		gemmTileAVX512(kc, &a[0], &b[0], &dst[0], &offs[0])
 	case impl >= implAVX2 && rows == 6:
 		gemmTileAVX2(kc, &a[0], &b[0], &dst[0], &offs[0])
+	case impl == implNEON && rows == 6:
+		gemmTileNEON(kc, &a[0], &b[0], &dst[0], &offs[0])
 	default:
 		gemmTileGeneric(kc, a, b, dst, offs)
 	}
@@ -95,8 +103,8 @@ func gemmTile(impl gemmImpl, kc int, a, b, dst []float32, offs []int) {
 // (l ascending, accumulated in float32, added to dst at the end), so it and the assembly
 // differ only by FMA rounding.
 //
-// TODO(#3): it runs at about 1 GMAC/s per core (scalar Go), some 40x below the assembly;
-// only machines without AVX2 depend on it.
+// It runs at about 1 GMAC/s per core (scalar Go), some 40x below the AVX assembly; only
+// amd64 machines without AVX2, and architectures other than amd64 and arm64, depend on it.
 func gemmTileGeneric(kc int, a, b, dst []float32, offs []int) {
 	var acc [maxTileRows][tileCols]float32
 	rows := len(offs)

@@ -1,5 +1,13 @@
 package kernels
 
+// archGemmImpls are the assembly tiles of amd64, slowest first.
+var archGemmImpls = []gemmImpl{implAVX2, implAVX512}
+
+// gemmTileNEON exists only so that gemmTile compiles everywhere; it is never called here.
+func gemmTileNEON(kc int, a, b, dst *float32, offs *int) {
+	panic("kernels: internal error: no NEON tile on amd64")
+}
+
 // bestGemmImpl returns the fastest tile the CPU and OS support.
 func bestGemmImpl() gemmImpl {
 	maxLeaf, _, _, _ := cpuid(0, 0)
