@@ -92,7 +92,8 @@ func TestExampleSegment(t *testing.T) {
 	if testing.Short() {
 		t.Skip("slow: tiny MedLAM and SAM over the phantom")
 	}
-	e, err := engine.Open("../testdata/models", engine.Options{
+	// SAM needs ONNX Runtime whatever runs MedLAM: probe it by opening MedLAM on it.
+	e, err := engine.Open("../testdata/models", engine.Options{MedLAMRuntime: engine.ORT,
 		Localize: localize.Config{Logger: slog.New(slog.DiscardHandler)}})
 	if errors.Is(err, backend.ErrUnavailable) {
 		t.Skipf("ONNX Runtime unavailable: %v", err)
