@@ -126,11 +126,8 @@ func Open(modelsDir string, opt Options) (*Engine, error) {
 		return nil, fmt.Errorf("engine: MedLAM runtime %q: want %s or %s", opt.MedLAMRuntime,
 			Native, ORT)
 	}
-	switch cfg.Resampling {
-	case "", localize.Linear, localize.Reference:
-	default:
-		return nil, fmt.Errorf("engine: resampling %q: want %s or %s", cfg.Resampling,
-			localize.Linear, localize.Reference)
+	if err := cfg.Resampling.Check(); err != nil {
+		return nil, fmt.Errorf("engine: %w", err)
 	}
 	open := opt.Open
 	if open == nil {

@@ -129,22 +129,19 @@ func (ls lineSet) starts(l int) (in, out int) {
 // lines are gathered into float64, turned into cubic B-spline coefficients (the recursive
 // filter with mirror boundaries) and evaluated at the output positions of table t.
 func zoomLines(dst, src []float32, ls lineSet, t splineAxis) {
-	blocks := (ls.lines + splineBlock - 1) / splineBlock
-	if ls.inner > 0 {
-		// Panels never straddle two outer blocks, so that their lines stay adjacent.
-		per := (ls.inner + splineBlock - 1) / splineBlock
-		blocks = ls.lines / ls.inner * per
+	// Panels never straddle two outer blocks, so that their lines stay adjacent; the rows of
+	// the contiguous axis form a single group.
+	group := ls.inner
+	if group == 0 {
+		group = ls.lines
 	}
-	ParallelFor(blocks, 1, func(lo, hi int) {
+	per := (group + splineBlock - 1) / splineBlock
+	ParallelFor(ls.lines/group*per, 1, func(lo, hi int) {
 		c := make([]float64, ls.n*splineBlock)
 		v := make([]float64, ls.nOut*splineBlock)
 		for b := lo; b < hi; b++ {
-			l0, m := b*splineBlock, min(splineBlock, ls.lines-b*splineBlock)
-			if ls.inner > 0 {
-				per := (ls.inner + splineBlock - 1) / splineBlock
-				col := b % per * splineBlock
-				l0, m = b/per*ls.inner+col, min(splineBlock, ls.inner-col)
-			}
+			col := b % per * splineBlock
+			l0, m := b/per*group+col, min(splineBlock, group-col)
 			in0, out0 := ls.starts(l0)
 			// Gather: c[i*m + j] is sample i of line l0+j.
 			if ls.inner == 0 {
@@ -247,13 +244,12 @@ func splineFilter(c []float64, n, m int) {
 // ZoomCubic resamples src (shape srcShape) into dst (shape dstShape) as scipy.ndimage.zoom
 // does with its defaults: a cubic B-spline through the samples with mirror boundaries,
 // sampled at o*(n_in-1)/(n_out-1) along each axis (first and last voxels aligned; a last
-// face that float rounding puts past the input is 0, as in scipy). Any
-// dstShape of positive sizes is allowed; ZoomShape gives zoom's for a factor. The spline is
-// separable, so the three axes are done one after another (i, j, then k), each in float64
-// within a line; the values agree with scipy's to float32 rounding. It allocates two
-// intermediate volumes (dst's i size by src's j, k sizes, then dst's i, j sizes by src's k
-// size), the exception to the package's rule, and splits its work over Workers()
-// goroutines.
+// face that float rounding puts past the input is 0, as in scipy). Any dstShape of positive
+// sizes is allowed; ZoomShape gives zoom's for a factor. The spline is separable, so the
+// three axes are done one after another (i, j, then k), each in float64 within a line; the
+// values agree with scipy's to float32 rounding. It allocates two intermediate volumes
+// (dst's i size by src's j, k sizes, then dst's i, j sizes by src's k size), the exception to
+// the package's rule, and splits its work over Workers() goroutines.
 func ZoomCubic(dst []float32, dstShape [3]int, src []float32, srcShape [3]int) error {
 	if err := checkShapes(dst, dstShape, src, srcShape); err != nil {
 		return err

@@ -161,7 +161,7 @@ func (f *localizeFlags) check() error {
 		return fmt.Errorf("%w: --mode %q is neither WPL nor SPL", errUsage, f.mode)
 	}
 	f.resample = strings.ToLower(f.resample)
-	if r := localize.Resampling(f.resample); r != localize.Linear && r != localize.Reference {
+	if err := localize.Resampling(f.resample).Check(); err != nil || f.resample == "" {
 		return fmt.Errorf("%w: --resample %q is neither %s nor %s", errUsage, f.resample,
 			localize.Linear, localize.Reference)
 	}

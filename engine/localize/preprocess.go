@@ -33,8 +33,8 @@ const (
 	Reference Resampling = "reference"
 )
 
-// check returns an error unless r is "" (Linear), Linear or Reference.
-func (r Resampling) check() error {
+// Check returns an error unless r is "" (Linear), Linear or Reference.
+func (r Resampling) Check() error {
 	if r != "" && r != Linear && r != Reference {
 		return fmt.Errorf("localize: resampling %q is neither %s nor %s", r, Linear, Reference)
 	}
@@ -75,7 +75,7 @@ func Prepare(v *volume.Volume, source string, kind Kind) (*Grid, error) {
 func PrepareWith(c Config, v *volume.Volume, source string, kind Kind) (*Grid, error) {
 	k := kernelsOr(c.Kernels)
 	res := c.Resampling.or()
-	if err := res.check(); err != nil {
+	if err := res.Check(); err != nil {
 		return nil, err
 	}
 	if err := v.Validate(); err != nil {

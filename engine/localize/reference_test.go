@@ -1,6 +1,7 @@
 package localize
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"math"
 	"math/rand/v2"
@@ -77,8 +78,7 @@ func referencePrepared(t *testing.T, python, kind, path string) ([]float32, [3]i
 	}
 	data := make([]float32, len(raw)/4)
 	for i := range data {
-		data[i] = math.Float32frombits(uint32(raw[4*i]) | uint32(raw[4*i+1])<<8 |
-			uint32(raw[4*i+2])<<16 | uint32(raw[4*i+3])<<24)
+		data[i] = math.Float32frombits(binary.LittleEndian.Uint32(raw[4*i:]))
 	}
 	tie, _ := os.ReadFile(prefix + ".tie")
 	return data, meta.Shape, tie

@@ -64,7 +64,7 @@ func (c Config) check() error {
 	if c.Mode != WPL && c.Mode != SPL {
 		return fmt.Errorf("localize: mode %q is neither WPL nor SPL", c.Mode)
 	}
-	return c.Resampling.check()
+	return c.Resampling.Check()
 }
 
 // Template is one annotated template: a prepared image and either its label map, prepared on

@@ -131,7 +131,7 @@ func (ts *TemplateSet) Validate() error {
 	if ts.Mode != WPL && ts.Mode != SPL {
 		return fmt.Errorf("localize: template set: mode %q is neither WPL nor SPL", ts.Mode)
 	}
-	if err := ts.Resampling.check(); err != nil {
+	if err := ts.Resampling.Check(); err != nil {
 		return fmt.Errorf("localize: template set: %w", err)
 	}
 	if len(ts.Positions) != 3*next {
