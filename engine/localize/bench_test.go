@@ -68,7 +68,8 @@ func benchCoarse(b *testing.B, net *Network) {
 	cfg.BatchSize = DefaultCoarseCrops
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		if err := coarse(context.Background(), net, q, cfg, &Points{}); err != nil {
+		steps := &HostSteps{Net: net, Query: q, Config: cfg}
+		if err := coarse(context.Background(), steps, q, cfg, &Points{}); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -114,7 +114,7 @@ func distanceRow(t *testing.T, net *Network, src distanceSource,
 		}
 	}
 	rep := repeatSet(ts, len(res.Initial)/ts.NumPoints())
-	if err := refine(context.Background(), net, rep, q, quiet, res); err != nil {
+	if err := refine(context.Background(), hostSteps(net, rep, q, quiet), q, quiet, res); err != nil {
 		t.Fatal(err)
 	}
 	out := map[int][3]int{}

@@ -22,7 +22,9 @@
 //     and the resampling of its templates, which queries must share.
 //   - query.go: the coarse step (random crops near the centre through the encoder-only
 //     network) and the refinement (one crop per point through the full network, then the
-//     similarity search of package kernels).
+//     similarity search of package kernels), driven by LocateWith over Steps (steps.go):
+//     HostSteps on a Grid in memory, or engine/gpu's device steps on a grid that stays on
+//     the GPU (PlanGrid gives such callers the grid's geometry without its voxels).
 //   - box.go: points mapped back through padding, resampling and reorientation to the query
 //     file's own voxel grid, and one box per organ (per chunk in SPL mode).
 //

@@ -2,6 +2,7 @@ package localize
 
 import (
 	"github.com/medlsam-fast/medlsam-fast/engine/volume"
+	"github.com/medlsam-fast/medlsam-fast/kernels"
 )
 
 // Grid is a volume prepared for the network (see Prepare): reoriented to volume.Canonical
@@ -34,44 +35,10 @@ func (g *Grid) Dims() [3]int {
 	return [3]int{g.Vol.Shape[2], g.Vol.Shape[1], g.Vol.Shape[0]}
 }
 
-// at returns the voxel at (z, y, x), or 0 outside the grid (the method's zero padding).
-func (g *Grid) at(p [3]int) float32 {
-	d := g.Dims()
-	for a := 0; a < 3; a++ {
-		if p[a] < 0 || p[a] >= d[a] {
-			return 0
-		}
-	}
-	return g.Vol.Data[p[2]+d[2]*(p[1]+d[1]*p[0])]
-}
-
 // cropPadded writes into dst (64^3 values) the patch centred on c, a point of the padded
 // frame: patch voxel (a, b, e) is padded voxel c - 32 + (a, b, e), that is grid voxel
 // c - 64 + (a, b, e). Voxels outside the grid read 0.
 func (g *Grid) cropPadded(c [3]int, dst []float32) {
-	d := g.Dims()
-	var lo [3]int
-	for a := 0; a < 3; a++ {
-		lo[a] = c[a] - Pad - Pad
-	}
-	clear(dst[:patchVoxels])
-	x0, x1 := max(lo[2], 0), min(lo[2]+Patch, d[2])
-	if x0 >= x1 {
-		return
-	}
-	for a := 0; a < Patch; a++ {
-		z := lo[0] + a
-		if z < 0 || z >= d[0] {
-			continue
-		}
-		for b := 0; b < Patch; b++ {
-			y := lo[1] + b
-			if y < 0 || y >= d[1] {
-				continue
-			}
-			src := g.Vol.Data[d[2]*(y+d[1]*z):]
-			row := dst[(a*Patch+b)*Patch:]
-			copy(row[x0-lo[2]:x1-lo[2]], src[x0:x1])
-		}
-	}
+	// The arguments are the grid's own and a patch's worth of dst: nothing to refuse.
+	_ = kernels.CropPatches(dst[:patchVoxels], g.Vol.Data, g.Dims(), [][3]int{c}, 2*Pad, Patch)
 }

@@ -74,63 +74,28 @@ func kernelsOr(k Kernels) Kernels {
 	return k
 }
 
-// resampleWith brings las to 3 mm with k (the grid convention of volume.Resample: voxel 0
-// aligned, affine A*diag(r)), trilinear for images and nearest for labels.
-func resampleWith(k Kernels, las *volume.Volume, r [3]float64, kind Kind) (*volume.Volume,
-	error) {
-	shape, err := kernels.ResampleShape(las.Shape, r)
-	if err != nil {
-		return nil, err
-	}
-	return resampled(las, shape, r, func(dst []float32) error {
-		if kind == Labels {
-			return k.ResampleNearest(dst, shape, las.Data, las.Shape, r)
-		}
-		return k.ResampleTrilinear(dst, shape, las.Data, las.Shape, r)
-	})
-}
-
-// resampleReference brings las to 3 mm as the reference implementation does (Reference):
-// images by kernels.ZoomCubic on scipy's grid, labels by kernels.ResampleLabelsOneHot on
-// torch's, with the reference's zoom factors (spacing / 3 mm). The affine is A*diag(r), the
-// nominal back-mapping that the reference uses for its boxes.
-func resampleReference(las *volume.Volume, r [3]float64, kind Kind) (*volume.Volume, error) {
-	var f [3]float64
-	for a := range 3 {
-		f[a] = las.Spacing[a] / Spacing
-	}
-	shapeOf, run := kernels.ZoomShape, func(dst []float32, shape [3]int) error {
-		return kernels.ZoomCubic(dst, shape, las.Data, las.Shape)
-	}
+// resampleReference writes into dst, of the given shape (PlanGrid's), the 3 mm grid of las
+// as the reference implementation makes it (Reference): images by kernels.ZoomCubic on
+// scipy's grid, labels by kernels.ResampleLabelsOneHot on torch's, with the reference's
+// zoom factors (spacing / 3 mm).
+func resampleReference(dst []float32, shape [3]int, las *volume.Volume, kind Kind) error {
 	if kind == Labels {
-		shapeOf, run = kernels.ScaleShape, func(dst []float32, shape [3]int) error {
-			return kernels.ResampleLabelsOneHot(dst, shape, las.Data, las.Shape, f)
+		var f [3]float64
+		for a := range 3 {
+			f[a] = las.Spacing[a] / Spacing
 		}
+		return kernels.ResampleLabelsOneHot(dst, shape, las.Data, las.Shape, f)
 	}
-	shape, err := shapeOf(las.Shape, f)
-	if err != nil {
-		return nil, err
-	}
-	return resampled(las, shape, r, func(dst []float32) error { return run(dst, shape) })
+	return kernels.ZoomCubic(dst, shape, las.Data, las.Shape)
 }
 
-// resampled returns the 3 mm volume of the given shape that fill writes, with las's affine
-// scaled by r along each axis; grids over maxGridVoxels are refused before allocating.
-func resampled(las *volume.Volume, shape [3]int, r [3]float64,
-	fill func(dst []float32) error) (*volume.Volume, error) {
-	n, err := volume.NumVoxels(shape)
+// fill allocates geom's voxels, refusing grids over maxGridVoxels before allocating, and
+// has write fill them.
+func fill(geom *volume.Volume, write func(dst []float32) error) error {
+	n, err := volume.NumVoxels(geom.Shape)
 	if err != nil || n > maxGridVoxels {
-		return nil, fmt.Errorf("3 mm grid %v has more than %d voxels", shape, maxGridVoxels)
+		return fmt.Errorf("3 mm grid %v has more than %d voxels", geom.Shape, maxGridVoxels)
 	}
-	out := &volume.Volume{Data: make([]float32, n), Shape: shape,
-		Spacing: [3]float64{Spacing, Spacing, Spacing}, Affine: las.Affine}
-	if err := fill(out.Data); err != nil {
-		return nil, err
-	}
-	for row := range 4 {
-		for a := range 3 {
-			out.Affine[row][a] *= r[a]
-		}
-	}
-	return out, nil
+	geom.Data = make([]float32, n)
+	return write(geom.Data)
 }

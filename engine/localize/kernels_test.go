@@ -153,14 +153,14 @@ func TestRefineWithKernels(t *testing.T) {
 	}
 	ctx := context.Background()
 	want := initial()
-	if err := refine(ctx, net, ts, q, Config{BatchSize: 4, Logger: quiet.Logger},
-		want); err != nil {
+	cpu := Config{BatchSize: 4, Logger: quiet.Logger}
+	if err := refine(ctx, hostSteps(net, ts, q, cpu), q, cpu, want); err != nil {
 		t.Fatal(err)
 	}
 	rec := &recKernels{}
 	got := initial()
 	cfg := Config{BatchSize: 4, Logger: quiet.Logger, Kernels: rec}
-	if err := refine(ctx, net, ts, q, cfg, got); err != nil {
+	if err := refine(ctx, hostSteps(net, ts, q, cfg), q, cfg, got); err != nil {
 		t.Fatal(err)
 	}
 	if !reflect.DeepEqual(got.Final, want.Final) {
@@ -173,7 +173,7 @@ func TestRefineWithKernels(t *testing.T) {
 	}
 	bad := &recKernels{err: errors.New("device lost")}
 	cfg.Kernels = bad
-	if err := refine(ctx, net, ts, q, cfg, initial()); err == nil ||
+	if err := refine(ctx, hostSteps(net, ts, q, cfg), q, cfg, initial()); err == nil ||
 		!strings.Contains(err.Error(), "device lost") {
 		t.Errorf("failing kernels: error %v", err)
 	}

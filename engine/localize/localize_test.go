@@ -145,7 +145,7 @@ func TestRefineRecoversShift(t *testing.T) {
 						p[1] + d[1] + Pad + e[1], p[2] + d[2] + Pad + e[2]})
 				}
 			}
-			if err := refine(context.Background(), net, ts, q, quiet,
+			if err := refine(context.Background(), hostSteps(net, ts, q, quiet), q, quiet,
 				res); err != nil {
 				t.Fatal(err)
 			}
@@ -187,7 +187,7 @@ func TestLocalizeDeterministic(t *testing.T) {
 	}
 	p2 := &Points{}
 	cfg4 := Config{Seed: 4, Logger: quiet.Logger}.withDefaults()
-	if err := coarse(ctx, net, q, cfg4, p2); err != nil {
+	if err := coarse(ctx, hostSteps(net, nil, q, cfg4), q, cfg4, p2); err != nil {
 		t.Fatal(err)
 	}
 	if reflect.DeepEqual(p1.CoarseCentres, p2.CoarseCentres) {

@@ -160,7 +160,7 @@ func refineFrom(t *testing.T, net *Network, ts *TemplateSet, img *volume.Volume,
 			t.Fatalf("%s: %d of %d points inside; the cases must keep them all", c.name,
 				len(truth), ts.NumPoints())
 		}
-		if err := refine(context.Background(), net, ts, q, quiet, res); err != nil {
+		if err := refine(context.Background(), hostSteps(net, ts, q, quiet), q, quiet, res); err != nil {
 			t.Fatal(err)
 		}
 		for i := range truth {

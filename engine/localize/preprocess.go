@@ -74,32 +74,35 @@ func Prepare(v *volume.Volume, source string, kind Kind) (*Grid, error) {
 // run by c.Kernels (CPUKernels when nil; Reference resampling always runs on the CPU).
 func PrepareWith(c Config, v *volume.Volume, source string, kind Kind) (*Grid, error) {
 	k := kernelsOr(c.Kernels)
-	res := c.Resampling.or()
-	if err := res.Check(); err != nil {
-		return nil, err
+	if v == nil {
+		return nil, fmt.Errorf("localize: %s: no volume", source)
 	}
 	if err := v.Validate(); err != nil {
 		return nil, fmt.Errorf("localize: %s: %w", source, err)
 	}
-	las, reo, err := v.Reorient(volume.Canonical)
+	plan, err := PlanGrid(v, source, c.Resampling, kind)
+	if err != nil {
+		return nil, err
+	}
+	las, err := plan.Reorientation.Apply(v)
 	if err != nil {
 		return nil, fmt.Errorf("localize: %s: %w", source, err)
 	}
-	g := &Grid{Source: source, reo: reo, srcShape: v.Shape, srcAffine: v.Affine,
-		resampling: res}
-	same := true
-	for a := 0; a < 3; a++ {
-		g.ratio[a] = Spacing / las.Spacing[a]
-		same = same && math.Abs(las.Spacing[a]-Spacing) < 1e-6
-	}
-	if same {
-		g.ratio = [3]float64{1, 1, 1}
+	g := plan.Grid
+	switch {
+	case !plan.Resample:
 		g.Vol = las
-	} else if res == Reference {
-		if g.Vol, err = resampleReference(las, g.ratio, kind); err != nil {
-			return nil, fmt.Errorf("localize: %s: %w", source, err)
-		}
-	} else if g.Vol, err = resampleWith(k, las, g.ratio, kind); err != nil {
+	case g.resampling == Reference:
+		err = fill(g.Vol, func(dst []float32) error { return resampleReference(dst, g.Vol.Shape, las, kind) })
+	default:
+		err = fill(g.Vol, func(dst []float32) error {
+			if kind == Labels {
+				return k.ResampleNearest(dst, g.Vol.Shape, las.Data, las.Shape, g.ratio)
+			}
+			return k.ResampleTrilinear(dst, g.Vol.Shape, las.Data, las.Shape, g.ratio)
+		})
+	}
+	if err != nil {
 		return nil, fmt.Errorf("localize: %s: %w", source, err)
 	}
 	switch kind {
@@ -118,4 +121,76 @@ func PrepareWith(c Config, v *volume.Volume, source string, kind Kind) (*Grid, e
 		}
 	}
 	return g, nil
+}
+
+// GridPlan is the geometry of the Grid that PrepareWith makes of a volume, and the steps that
+// make its voxels, computed without touching any voxel: a caller whose voxels live on a GPU
+// (engine/gpu) runs the steps there and localises on Grid.
+type GridPlan struct {
+	// Grid has the geometry of the prepared grid and its mapping back to the source; its
+	// Vol has Shape, Spacing and Affine but no Data.
+	Grid *Grid
+	// Reorientation takes the source grid to LAS (an axis permutation with flips).
+	Reorientation *volume.Reorientation
+	// Resample is false when the LAS spacing is already 3 mm and the grid is the LAS volume
+	// itself; otherwise resampled voxel o sits at LAS voxel o*Ratio (Linear resampling).
+	Resample bool
+	Ratio    [3]float64
+}
+
+// PlanGrid plans the preparation of v (its geometry; v.Data is not read) with resampling
+// res for a volume of the given kind. v's shape and spacing must be valid.
+func PlanGrid(v *volume.Volume, source string, res Resampling, kind Kind) (*GridPlan, error) {
+	res = res.or()
+	if err := res.Check(); err != nil {
+		return nil, err
+	}
+	reo, err := volume.PlanReorientation(v.Shape, v.Spacing, v.Affine, volume.Canonical)
+	if err != nil {
+		return nil, fmt.Errorf("localize: %s: %w", source, err)
+	}
+	var lasSpacing [3]float64
+	for n := range 3 {
+		lasSpacing[n] = v.Spacing[reo.Perm[n]]
+	}
+	lasAffine := v.Affine.Mul(reo.IndexTransform())
+	g := &Grid{Source: source, reo: reo, srcShape: v.Shape, srcAffine: v.Affine,
+		resampling: res}
+	plan := &GridPlan{Grid: g, Reorientation: reo, Ratio: [3]float64{1, 1, 1}}
+	for a := range 3 {
+		plan.Resample = plan.Resample || math.Abs(lasSpacing[a]-Spacing) >= 1e-6
+	}
+	if !plan.Resample {
+		g.ratio = plan.Ratio
+		g.Vol = &volume.Volume{Shape: reo.DstShape, Spacing: lasSpacing, Affine: lasAffine}
+		return plan, nil
+	}
+	var f [3]float64 // the reference's zoom factors
+	for a := range 3 {
+		plan.Ratio[a] = Spacing / lasSpacing[a]
+		f[a] = lasSpacing[a] / Spacing
+	}
+	g.ratio = plan.Ratio
+	var shape [3]int
+	switch {
+	case res == Reference && kind == Labels:
+		shape, err = kernels.ScaleShape(reo.DstShape, f)
+	case res == Reference:
+		shape, err = kernels.ZoomShape(reo.DstShape, f)
+	default:
+		shape, err = kernels.ResampleShape(reo.DstShape, plan.Ratio)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("localize: %s: %w", source, err)
+	}
+	// The grid's affine is the nominal A*diag(r) for both resamplings (see Reference).
+	affine := lasAffine
+	for row := range 4 {
+		for a := range 3 {
+			affine[row][a] *= plan.Ratio[a]
+		}
+	}
+	g.Vol = &volume.Volume{Shape: shape, Spacing: [3]float64{Spacing, Spacing, Spacing},
+		Affine: affine}
+	return plan, nil
 }

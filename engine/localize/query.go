@@ -6,8 +6,6 @@ import (
 	"math"
 	"math/rand/v2"
 	"time"
-
-	"github.com/medlsam-fast/medlsam-fast/engine/backend"
 )
 
 // Spacing is the grid spacing of the method, in millimetres.
@@ -46,22 +44,32 @@ func Locate(ctx context.Context, net *Network, ts *TemplateSet, q *Grid,
 	if err := net.check(); err != nil {
 		return nil, err
 	}
+	return LocateWith(ctx, &HostSteps{Net: net, Set: ts, Query: q, Config: cfg}, ts, q, cfg)
+}
+
+// LocateWith is Locate with the voxel work done by steps: the arithmetic between the steps
+// (crop draws, initial points, clamping) is this function's whichever Steps run. q gives
+// the grid's geometry; its voxels are read only through steps (engine/gpu passes a
+// GridPlan's Grid, whose voxels are on the device).
+func LocateWith(ctx context.Context, steps Steps, ts *TemplateSet, q *Grid,
+	cfg Config) (*Points, error) {
+	cfg = cfg.withDefaults()
 	if err := ts.Validate(); err != nil {
 		return nil, err
 	}
-	if ts.ModelSHA256 != net.ModelSHA256 {
+	if m := steps.ModelSHA256(); ts.ModelSHA256 != m {
 		return nil, fmt.Errorf("%w: it records %s, the network is %s", ErrOtherModel,
-			short(ts.ModelSHA256), short(net.ModelSHA256))
+			short(ts.ModelSHA256), short(m))
 	}
 	if err := ts.CheckResampling(q.Resampling()); err != nil {
 		return nil, fmt.Errorf("query %s: %w", q.Source, err)
 	}
 	res := &Points{}
-	if err := coarse(ctx, net, q, cfg, res); err != nil {
+	if err := coarse(ctx, steps, q, cfg, res); err != nil {
 		return nil, err
 	}
 	initialPoints(ts, q, res)
-	if err := refine(ctx, net, ts, q, cfg, res); err != nil {
+	if err := refine(ctx, steps, q, cfg, res); err != nil {
 		return nil, err
 	}
 	return res, nil
@@ -74,54 +82,77 @@ func paddedDims(g *Grid) [3]int {
 }
 
 // coarse draws the coarse crops and averages their position vectors and centres.
-func coarse(ctx context.Context, net *Network, q *Grid, cfg Config, res *Points) error {
-	S := paddedDims(q)
-	rng := rand.New(rand.NewPCG(cfg.Seed, rngStreamSalt))
-	for i := 0; i < cfg.CoarseCrops; i++ {
-		var c [3]int
-		found := false
-		for try := 0; try < maxRedraws && !found; try++ {
-			for a := 0; a < 3; a++ {
-				c[a] = S[a]/2 - coarseJitter + rng.IntN(2*coarseJitter)
-			}
-			found = q.at([3]int{c[0] - Pad, c[1] - Pad, c[2] - Pad}) >= airThreshold
-		}
-		if !found {
-			return fmt.Errorf("localize: query %s: no voxel above %v within %d voxels of "+
-				"the centre after %d draws; is it normalised CT?", q.Source, airThreshold,
-				coarseJitter, maxRedraws)
-		}
-		res.CoarseCentres = append(res.CoarseCentres, c)
-	}
-	model, names := net.Encoder, []string{OutputPosition}
-	if model == nil {
-		model = net.Full
-	}
-	start := time.Now()
-	var sum [3]float64
-	err := runBatched(ctx, model, len(res.CoarseCentres), cfg.BatchSize, names,
-		func(p int, dst []float32) error {
-			q.cropPadded(res.CoarseCentres[p], dst)
-			return nil
-		},
-		func(first int, outs []backend.Tensor) error {
-			if err := checkPosition(outs[0]); err != nil {
-				return err
-			}
-			for i, v := range outs[0].Data {
-				sum[i%3] += float64(v)
-			}
-			return nil
-		})
+func coarse(ctx context.Context, steps Steps, q *Grid, cfg Config, res *Points) error {
+	centres, err := coarseCentres(steps, q, cfg)
 	if err != nil {
 		return err
 	}
+	res.CoarseCentres = centres
+	start := time.Now()
+	pos, err := steps.Positions(ctx, centres)
+	if err != nil {
+		return err
+	}
+	if len(pos) != len(centres) {
+		return fmt.Errorf("localize: %d positions for %d coarse crops", len(pos), len(centres))
+	}
+	var sum [3]float64
+	for _, p := range pos {
+		for a := range 3 {
+			sum[a] += float64(p[a])
+		}
+	}
 	for a := 0; a < 3; a++ {
-		res.CoarsePosition[a] = sum[a] / float64(len(res.CoarseCentres))
+		res.CoarsePosition[a] = sum[a] / float64(len(centres))
 	}
 	cfg.Logger.Info("localize: coarse step done", "query", q.Source,
-		"crops", len(res.CoarseCentres), "seconds", time.Since(start).Seconds())
+		"crops", len(centres), "seconds", time.Since(start).Seconds())
 	return nil
+}
+
+// coarseCentres draws the coarse crops' centres: each is uniform in [S/2 - 10, S/2 + 10) per
+// axis of the padded extent S, redrawn while the grid there is air (below airThreshold), at
+// most maxRedraws times in a row. Candidates are drawn ahead, in the order a one-by-one
+// loop would draw them, and their voxels read in one Values call per round, so a grid on a
+// device costs one round trip for the common case of no air near the centre.
+func coarseCentres(steps Steps, q *Grid, cfg Config) ([][3]int, error) {
+	S := paddedDims(q)
+	rng := rand.New(rand.NewPCG(cfg.Seed, rngStreamSalt))
+	centres := make([][3]int, 0, cfg.CoarseCrops)
+	misses := 0 // draws since the last accepted centre
+	for len(centres) < cfg.CoarseCrops {
+		// As many candidates as crops are missing, more after misses (air near the centre
+		// tends to stay); accepted ones are never more than the missing crops.
+		cand := make([][3]int, min(cfg.CoarseCrops-len(centres)+misses, maxRedraws))
+		for i := range cand {
+			for a := 0; a < 3; a++ {
+				cand[i][a] = S[a]/2 - coarseJitter + rng.IntN(2*coarseJitter)
+			}
+		}
+		vals, err := steps.Values(cand)
+		if err != nil {
+			return nil, err
+		}
+		if len(vals) != len(cand) {
+			return nil, fmt.Errorf("localize: %d values for %d points", len(vals), len(cand))
+		}
+		for i, v := range vals {
+			if v >= airThreshold {
+				centres = append(centres, cand[i])
+				misses = 0
+				if len(centres) == cfg.CoarseCrops {
+					break
+				}
+				continue
+			}
+			if misses++; misses == maxRedraws {
+				return nil, fmt.Errorf("localize: query %s: no voxel above %v within %d "+
+					"voxels of the centre after %d draws; is it normalised CT?", q.Source,
+					airThreshold, coarseJitter, maxRedraws)
+			}
+		}
+	}
+	return centres, nil
 }
 
 // initialPoints maps every template point's position vector to a voxel of the padded
@@ -148,15 +179,9 @@ func initialPoints(ts *TemplateSet, q *Grid, res *Points) {
 	}
 }
 
-// refine clamps each point to [32, S-33], crops the patch around it, runs the full network
-// and moves the point by the similarity search's offset.
-func refine(ctx context.Context, net *Network, ts *TemplateSet, q *Grid, cfg Config,
-	res *Points) error {
-	search, err := newSearch(cfg.Kernels, ts)
-	if err != nil {
-		return err
-	}
-	defer search.Close()
+// refine clamps each point to [32, S-33] and moves it by the offset the steps find with the
+// full network and the similarity search on the crop around it.
+func refine(ctx context.Context, steps Steps, q *Grid, cfg Config, res *Points) error {
 	S := paddedDims(q)
 	n := len(res.Initial)
 	res.Clamped = make([][3]int, n)
@@ -169,25 +194,17 @@ func refine(ctx context.Context, net *Network, ts *TemplateSet, q *Grid, cfg Con
 	start := time.Now()
 	cfg.Logger.Info("localize: refinement", "query", q.Source, "points", n,
 		"batch", cfg.BatchSize)
-	err = runBatched(ctx, net.Full, n, cfg.BatchSize, OutputFeatures[:],
-		func(p int, dst []float32) error {
-			q.cropPadded(res.Clamped[p], dst)
-			return nil
-		},
-		func(first int, outs []backend.Tensor) error {
-			off, err := searchOffsets(search, ts, first, outs)
-			if err != nil {
-				return err
-			}
-			for i, o := range off {
-				for a := 0; a < 3; a++ {
-					res.Final[first+i][a] = res.Clamped[first+i][a] + o[a]
-				}
-			}
-			return nil
-		})
+	off, err := steps.Offsets(ctx, res.Clamped)
 	if err != nil {
 		return err
+	}
+	if len(off) != n {
+		return fmt.Errorf("localize: %d offsets for %d points", len(off), n)
+	}
+	for p, o := range off {
+		for a := 0; a < 3; a++ {
+			res.Final[p][a] = res.Clamped[p][a] + o[a]
+		}
 	}
 	cfg.Logger.Info("localize: refinement done", "query", q.Source,
 		"seconds", time.Since(start).Seconds())

@@ -7,16 +7,22 @@ import (
 	"github.com/medlsam-fast/medlsam-fast/kernels"
 )
 
-// newSearch returns the multi-scale similarity search for the template set's kernel shapes,
-// made by k (CPUKernels when nil). The caller closes it.
-func newSearch(k Kernels, ts *TemplateSet) (Searcher, error) {
+// Scales returns the similarity search's scales for the template set's kernel shapes (the
+// feature maps of edge 8*k for kernels of edge k), to search with a fused map of Patch^3.
+func (ts *TemplateSet) Scales() []kernels.SimilarityScale {
 	scales := make([]kernels.SimilarityScale, 3)
 	for s := 0; s < 3; s++ {
 		k := ts.Edges[s]
 		scales[s] = kernels.SimilarityScale{Size: k * Patch / 8, Kernel: k,
 			Channels: ts.Channels[s]}
 	}
-	search, err := kernelsOr(k).NewSimilaritySearch(scales, Patch)
+	return scales
+}
+
+// newSearch returns the multi-scale similarity search for the template set's kernel shapes,
+// made by k (CPUKernels when nil). The caller closes it.
+func newSearch(k Kernels, ts *TemplateSet) (Searcher, error) {
+	search, err := kernelsOr(k).NewSimilaritySearch(ts.Scales(), Patch)
 	if err != nil {
 		return nil, fmt.Errorf("localize: %w", err)
 	}

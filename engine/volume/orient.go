@@ -272,17 +272,32 @@ func (v *Volume) Reorient(target string) (*Volume, *Reorientation, error) {
 	if err := v.Validate(); err != nil {
 		return nil, nil, err
 	}
-	to, err := ParseOrientation(target)
+	r, err := PlanReorientation(v.Shape, v.Spacing, v.Affine, target)
 	if err != nil {
 		return nil, nil, err
 	}
-	from := orientationOf(v.Affine)
+	out, err := r.Apply(v)
+	if err != nil {
+		return nil, nil, err
+	}
+	return out, r, nil
+}
+
+// PlanReorientation returns the Reorientation that Reorient would apply to a volume of this
+// geometry, without touching voxels: for callers whose voxels live elsewhere (a GPU).
+func PlanReorientation(shape [3]int, spacing [3]float64, affine Affine,
+	target string) (*Reorientation, error) {
+	to, err := ParseOrientation(target)
+	if err != nil {
+		return nil, err
+	}
+	from := orientationOf(affine)
 	if !from.Valid() {
-		return nil, nil, fmt.Errorf("%w: affine %v gives %q", ErrOrientation, v.Affine,
+		return nil, fmt.Errorf("%w: affine %v gives %q", ErrOrientation, affine,
 			from.String())
 	}
-	r := &Reorientation{From: from, To: to, SrcShape: v.Shape, SrcSpacing: v.Spacing,
-		SrcAffine: v.Affine}
+	r := &Reorientation{From: from, To: to, SrcShape: shape, SrcSpacing: spacing,
+		SrcAffine: affine}
 	for n := 0; n < 3; n++ {
 		for m := 0; m < 3; m++ {
 			if from[m].World == to[n].World {
@@ -290,13 +305,9 @@ func (v *Volume) Reorient(target string) (*Volume, *Reorientation, error) {
 				r.Flip[n] = from[m].Sign != to[n].Sign
 			}
 		}
-		r.DstShape[n] = v.Shape[r.Perm[n]]
+		r.DstShape[n] = shape[r.Perm[n]]
 	}
-	out, err := r.Apply(v)
-	if err != nil {
-		return nil, nil, err
-	}
-	return out, r, nil
+	return r, nil
 }
 
 // IndexTransform returns the affine that maps a voxel index of the reoriented grid to the
