@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/medlsam-fast/medlsam-fast/engine/gpu"
@@ -57,6 +58,9 @@ func runSegment(args []string, stdout io.Writer) (err error) {
 	report := fs.StringP("out", "o", "", "write the JSON report here (default: stdout)")
 	summary := fs.Bool("summary", false, "print a summary table on stdout instead of the "+
 		"JSON (which --out still writes)")
+	gpuLocalize := fs.Bool("gpu-localize", true, "with the GPU backend and a MedLAM engine "+
+		"among --engines, localise in the GPU worker, where the volume stays on the device "+
+		"(false: localise in this process)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -89,12 +93,20 @@ func runSegment(args []string, stdout io.Writer) (err error) {
 	}
 	ctx := context.Background()
 	// SAM's backend: TensorRT engines in the supervised worker, or ONNX Runtime here.
-	choice, err := gpu.Select(backendMode, gpuEnv(lf.gpu.engines, gpu.SegmentModels),
-		slog.Default())
+	env := gpuEnv(lf.gpu.engines, gpu.SegmentModels)
+	env.Optional = slices.Concat(gpu.LocalizeModels, gpu.LocalizeOptional)
+	choice, err := gpu.Select(backendMode, env, slog.Default())
 	if err != nil {
 		return fmt.Errorf("segment: %w", err)
 	}
 	onGPU := choice.Backend == gpu.TensorRT
+	// The worker localises when it has MedLAM and runs the resampling the set was made with.
+	workerLocalises := onGPU && *boxes == "" && *gpuLocalize &&
+		choice.Engines["medlam"] != "" && localize.Resampling(lf.resample) != localize.Reference
+	if onGPU && *boxes == "" && *gpuLocalize && !workerLocalises {
+		slog.Info("segment: localising in this process", "reason", "no MedLAM engine in "+
+			lf.gpu.engines+", or --resample reference (the device resamples linearly)")
+	}
 	if onGPU && *perOrgan {
 		// TODO(#6): per-organ masks from the label map the worker writes.
 		return fmt.Errorf("%w: --per-organ is not available with the GPU backend yet; "+
@@ -117,12 +129,17 @@ func runSegment(args []string, stdout io.Writer) (err error) {
 	}
 
 	var locate locator
+	var onDevice *deviceLocalisation
 	if *boxes != "" {
 		if locate, err = boxesLocator(*boxes); err != nil {
 			return err
 		}
 	} else {
-		eng, err := lf.openEngine(kern)
+		ef := lf
+		if workerLocalises { // MedLAM runs here only to build or load the template set
+			ef.gpu.backend = string(gpu.CPU)
+		}
+		eng, err := ef.openEngine(kern)
 		if err != nil {
 			return err
 		}
@@ -133,6 +150,10 @@ func runSegment(args []string, stdout io.Writer) (err error) {
 		}
 		locate = func(path string, img *nifti.Image) (*localize.Result, error) {
 			return eng.LocalizeVolume(ctx, ts, img.Volume, path)
+		}
+		if workerLocalises {
+			onDevice = &deviceLocalisation{set: ts, options: gpu.LocalizeOptions{
+				Seed: lf.seed, Batch: lf.batch}}
 		}
 	}
 	if err := os.MkdirAll(*outDir, 0o755); err != nil {
@@ -153,7 +174,8 @@ func runSegment(args []string, stdout io.Writer) (err error) {
 		if fs.Changed("sam-batch") {
 			batch = *samBatch
 		}
-		rep, err = segmentOnGPU(ctx, fs.Args(), locate, *outDir, lf.gpu.engines, batch)
+		rep, err = segmentOnGPU(ctx, fs.Args(), locate, onDevice, *outDir, lf.gpu.engines,
+			batch)
 		for _, q := range rep.Queries {
 			written = append(written, q.Output...)
 		}
@@ -262,16 +284,23 @@ var workerCommand = func(dir string) func() *exec.Cmd {
 	return gpu.WorkerCommand("--engines", dir)
 }
 
-// segmentOnGPU segments the queries with the TensorRT engines in engines: each query is
-// read and localised here (locate), its boxes written to a JSON file for the worker, then
-// all queries go as one batch to a supervised worker process (gpu.Supervisor, starting
-// `medlsam-fast gpu-worker --engines DIR`), which runs the device pipeline (one copy of
-// each volume to the GPU; SAM preprocessing, encoder, decoder and mask post-processing on
-// the device; the label map written to outDir). The supervisor restarts a crashed worker and
-// retries with a smaller encoder batch (starting at batch). The label maps are read back to
-// count each organ's voxels for the report.
-func segmentOnGPU(ctx context.Context, queries []string, locate locator, outDir,
-	engines string, batch int) (segmentReport, error) {
+// deviceLocalisation is a template set for the GPU worker to localise with, and the options.
+type deviceLocalisation struct {
+	set     *localize.TemplateSet
+	options gpu.LocalizeOptions
+}
+
+// segmentOnGPU segments the queries with the TensorRT engines in engines: all queries go
+// as one batch to a supervised worker process (gpu.Supervisor, starting `medlsam-fast
+// gpu-worker --engines DIR`), which runs the device pipeline (one copy of each volume to the
+// GPU; SAM preprocessing, encoder, decoder and mask post-processing on the device; the label
+// map written to outDir). With onDevice, the worker also localises each query on the device
+// with that template set (saved to a file for it); otherwise each query is localised here
+// (locate) and its boxes written to a JSON file for the worker. The supervisor restarts a
+// crashed worker and retries with a smaller encoder batch (starting at batch). The label
+// maps are read back to count each organ's voxels for the report.
+func segmentOnGPU(ctx context.Context, queries []string, locate locator,
+	onDevice *deviceLocalisation, outDir, engines string, batch int) (segmentReport, error) {
 	tmp, err := os.MkdirTemp("", "medlsam-organs-")
 	if err != nil {
 		return segmentReport{}, fmt.Errorf("segment: %w", err)
@@ -279,37 +308,30 @@ func segmentOnGPU(ctx context.Context, queries []string, locate locator, outDir,
 	defer os.RemoveAll(tmp)
 	var rep segmentReport
 	var jobs []gpu.Job
+	var templates string
+	if onDevice != nil {
+		templates = filepath.Join(tmp, "templates.json")
+		if err := onDevice.set.Save(templates); err != nil {
+			return rep, fmt.Errorf("segment: %w", err)
+		}
+	}
 	for i, path := range queries {
+		// TODO(#6): with onDevice only the header is needed here (shape and spacing for the
+		// report); the worker reads the voxels again.
 		img, err := nifti.Read(path, nifti.ReadOptions{})
 		if err != nil {
 			return rep, err
 		}
-		loc, err := locate(path, img)
-		if err != nil {
+		job := gpu.Job{Query: path, Mask: maskPath(outDir, path)}
+		var loc *localize.Result
+		if onDevice != nil {
+			opt := onDevice.options
+			job.Templates, job.Localize = templates, &opt
+		} else if job.Organs, loc, err = localiseForWorker(path, img, locate, tmp,
+			i); err != nil {
 			return rep, err
 		}
-		seg := segment.FromLocalization(loc)
-		if err := segment.ValidateOrgans(seg, img.Volume.Shape); err != nil {
-			return rep, fmt.Errorf("%w (query %s)", err, path)
-		}
-		var organs []gpu.Organ
-		for _, o := range seg {
-			organs = append(organs, gpu.Organ{Label: o.Label, Name: o.Name, Box: o.Box,
-				Chunks: o.Chunks})
-		}
-		if len(organs) == 0 {
-			return rep, fmt.Errorf("segment: %s: no organ to segment", path)
-		}
-		b, err := json.Marshal(organs)
-		if err != nil {
-			return rep, fmt.Errorf("segment: %w", err)
-		}
-		organsFile := filepath.Join(tmp, fmt.Sprintf("organs-%d.json", i))
-		if err := os.WriteFile(organsFile, b, 0o600); err != nil {
-			return rep, fmt.Errorf("segment: %w", err)
-		}
-		jobs = append(jobs, gpu.Job{Query: path, Mask: maskPath(outDir, path),
-			Organs: organsFile})
+		jobs = append(jobs, job)
 		rep.Queries = append(rep.Queries, segmentQuery{Query: path,
 			Localization: loc, Backend: string(gpu.TensorRT),
 			Segmentation: segment.Report{Query: path, Shape: img.Volume.Shape,
@@ -339,6 +361,13 @@ func segmentOnGPU(ctx context.Context, queries []string, locate locator, outDir,
 			failed = append(failed, r.Err)
 			continue
 		}
+		if onDevice != nil {
+			if r.Localization == nil {
+				return rep, fmt.Errorf("segment: gpu worker gave no localisation for %s",
+					q.Query)
+			}
+			q.Localization = r.Localization
+		}
 		m, err := nifti.Read(jobs[i].Mask, nifti.ReadOptions{})
 		if err != nil {
 			return rep, fmt.Errorf("segment: gpu worker output: %w", err)
@@ -365,4 +394,35 @@ func segmentOnGPU(ctx context.Context, queries []string, locate locator, outDir,
 			len(jobs), strings.Join(failed, "; "))
 	}
 	return rep, nil
+}
+
+// localiseForWorker localises the query read from path here and writes its boxes to the
+// i-th organs file in dir, for a worker that segments given boxes.
+func localiseForWorker(path string, img *nifti.Image, locate locator, dir string,
+	i int) (string, *localize.Result, error) {
+	loc, err := locate(path, img)
+	if err != nil {
+		return "", nil, err
+	}
+	seg := segment.FromLocalization(loc)
+	if err := segment.ValidateOrgans(seg, img.Volume.Shape); err != nil {
+		return "", nil, fmt.Errorf("%w (query %s)", err, path)
+	}
+	var organs []gpu.Organ
+	for _, o := range seg {
+		organs = append(organs, gpu.Organ{Label: o.Label, Name: o.Name, Box: o.Box,
+			Chunks: o.Chunks})
+	}
+	if len(organs) == 0 {
+		return "", nil, fmt.Errorf("segment: %s: no organ to segment", path)
+	}
+	b, err := json.Marshal(organs)
+	if err != nil {
+		return "", nil, fmt.Errorf("segment: %w", err)
+	}
+	file := filepath.Join(dir, fmt.Sprintf("organs-%d.json", i))
+	if err := os.WriteFile(file, b, 0o600); err != nil {
+		return "", nil, fmt.Errorf("segment: %w", err)
+	}
+	return file, loc, nil
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -16,6 +17,7 @@ import (
 	"github.com/medlsam-fast/medlsam-fast/engine/gpu"
 	"github.com/medlsam-fast/medlsam-fast/engine/localize"
 	"github.com/medlsam-fast/medlsam-fast/engine/nifti"
+	"github.com/medlsam-fast/medlsam-fast/engine/phantom"
 	"github.com/medlsam-fast/medlsam-fast/engine/volume"
 	"github.com/medlsam-fast/medlsam-fast/trt"
 )
@@ -61,16 +63,22 @@ func fakeSegHandler(ctx context.Context, raw json.RawMessage, batch int) (json.R
 }
 
 func fakeSegment(job gpu.Job, res *gpu.Result) error {
-	data, err := os.ReadFile(job.Organs)
-	if err != nil {
-		return err
-	}
-	if err := json.Unmarshal(data, &res.Organs); err != nil {
-		return err
-	}
 	q, err := nifti.Read(job.Query, nifti.ReadOptions{})
 	if err != nil {
 		return err
+	}
+	if job.Templates != "" {
+		if err := fakeLocalise(job, q.Volume.Shape, res); err != nil {
+			return err
+		}
+	} else {
+		data, err := os.ReadFile(job.Organs)
+		if err != nil {
+			return err
+		}
+		if err := json.Unmarshal(data, &res.Organs); err != nil {
+			return err
+		}
 	}
 	v := q.Volume
 	m := &volume.Volume{Data: make([]float32, len(v.Data)), Shape: v.Shape,
@@ -86,6 +94,34 @@ func fakeSegment(job gpu.Job, res *gpu.Result) error {
 	}
 	return nifti.Write(job.Mask, m, nifti.WriteOptions{Datatype: nifti.Uint8, Like: q.Header})
 }
+
+// fakeDeviceModel marks the localisations the fake worker makes.
+const fakeDeviceModel = "fake-device-localisation"
+
+// fakeLocalise "localises" on the device as the fake worker: every organ of the job's
+// template set gets the box of the volume's first half, and the result records the seed.
+func fakeLocalise(job gpu.Job, shape [3]int, res *gpu.Result) error {
+	ts, err := localize.LoadTemplateSet(job.Templates, "")
+	if err != nil {
+		return err
+	}
+	if job.Localize == nil {
+		return errors.New("fake worker: no localisation options")
+	}
+	loc := &localize.Result{Query: job.Query, Shape: shape, ModelSHA256: fakeDeviceModel,
+		Seed: job.Localize.Seed, Mode: ts.Mode}
+	box := eval.Box{Max: [3]int{shape[0]/2 - 1, shape[1]/2 - 1, shape[2]/2 - 1}}
+	for _, o := range ts.Organs {
+		loc.Organs = append(loc.Organs, localize.OrganBox{Organ: o.Organ,
+			BoxOnGrid: localize.BoxOnGrid{Box: box}})
+		res.Organs = append(res.Organs, gpu.Organ{Label: o.Label, Name: o.Name, Box: box})
+	}
+	res.Localization = loc
+	return nil
+}
+
+// fakeMedLAMEngines, when set, makes the fake environment also find MedLAM engines.
+var fakeMedLAMEngines bool
 
 type fakeProber struct{}
 
@@ -106,7 +142,11 @@ func fakeGPU(t *testing.T, crashOnce string) {
 			TensorRTVersion: func() (trt.Version, error) { return trt.Version{Major: 10}, nil },
 			Scan: func(dir string, _ trt.Machine) ([]trt.EngineStatus, error) {
 				var out []trt.EngineStatus
-				for _, m := range models {
+				all := slices.Clone(models)
+				if fakeMedLAMEngines {
+					all = append(all, "medlam", "medlam-encoder")
+				}
+				for _, m := range all {
 					out = append(out, trt.EngineStatus{Plan: filepath.Join(dir, m+".plan"),
 						Manifest: &trt.EngineManifest{Manifest: backend.Manifest{Model: m}}})
 				}
@@ -197,6 +237,73 @@ func TestSegmentGPUBackend(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestSegmentGPULocalisesOnDevice: with a MedLAM engine among the engines, segment builds
+// the template set here (MedLAM on the CPU), hands it to the worker with the seed, and
+// reports the worker's localisation; with --gpu-localize=false MedLAM runs in this process
+// on the GPU backend.
+func TestSegmentGPULocalisesOnDevice(t *testing.T) {
+	if testing.Short() {
+		t.Skip("slow: tiny MedLAM over a template")
+	}
+	dir := t.TempDir()
+	fakeGPU(t, "")
+	fakeMedLAMEngines = true
+	t.Cleanup(func() { fakeMedLAMEngines = false })
+	ph, err := phantom.Generate(phantom.Config{Shape: [3]int{80, 80, 70},
+		Spacing: [3]float64{3, 3, 3}, Seed: 2, Noise: 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	img := filepath.Join(dir, "ct.nii.gz")
+	if err := nifti.Write(img, ph.Image, nifti.WriteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	labels := filepath.Join(dir, "labels.nii.gz")
+	if err := nifti.Write(labels, ph.Labels, nifti.WriteOptions{Datatype: nifti.Uint8}); err != nil {
+		t.Fatal(err)
+	}
+	names := filepath.Join(dir, "names.json")
+	if err := os.WriteFile(names, []byte(`{"1": "spleen"}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, onDevice := range []bool{true, false} {
+		args := []string{"segment", "--models", "../../testdata/models", "--template",
+			img + ":" + labels, "--organs", "spleen", "--label-names", names, "--seed", "7", "--backend", "gpu", "--engines", filepath.Join(dir, "engines"),
+			fmt.Sprintf("--gpu-localize=%v", onDevice), "-d", dir, img}
+		out, errs, code := runCmd(t, args...)
+		if !onDevice {
+			// MedLAM now runs in this process on the (fake) TensorRT backend, which this
+			// build cannot open: the error says so, and no worker was asked to localise.
+			if gpu.CUDABuilt() {
+				continue
+			}
+			if code != 1 || !strings.Contains(errs, "TensorRT models") {
+				t.Errorf("segment --gpu-localize=false: exit %d: %s", code, errs)
+			}
+			continue
+		}
+		if code != 0 {
+			t.Fatalf("segment (device %v): exit %d: %s", onDevice, code, errs)
+		}
+		var rep segmentReport
+		if err := json.Unmarshal([]byte(out), &rep); err != nil {
+			t.Fatal(err)
+		}
+		if len(rep.Queries) != 1 || rep.Queries[0].Localization == nil {
+			t.Fatalf("report: %s", out)
+		}
+		loc := rep.Queries[0].Localization
+		if got := loc.ModelSHA256 == fakeDeviceModel; got != onDevice || loc.Seed != 7 ||
+			len(loc.Organs) != 1 || loc.Organs[0].Name != "spleen" {
+			t.Errorf("device %v: localisation %+v", onDevice, loc)
+		}
+		org := rep.Queries[0].Segmentation.Organs
+		if len(org) != 1 || org[0].Voxels == 0 {
+			t.Errorf("device %v: segmentation organs %+v", onDevice, org)
+		}
 	}
 }
 

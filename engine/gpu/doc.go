@@ -21,9 +21,14 @@
 // and enqueues the volume's one copy to the device, then waits for its turn to compute
 // (turns pass in job order when the previous job's stream has drained); so the copy of
 // volume k+1 overlaps the compute of volume k, and stage workspace is never shared by two
-// jobs at once. Only the boxes and the label map come back. The scheduler and the
-// segmentation plan are pure Go, tested with fake streams; their device implementations
-// (CUDA, DeviceStages, DevicePipeline, TRTMemory for trt.Model) are built with the `cuda` tag
-// and run TensorRT engines in a `cuda,tensorrt` build. PipelineWorker serves the pipeline
-// in the supervised worker process.
+// jobs at once. Only the boxes and the label map come back. A job either gives its boxes or
+// a template set, with which DeviceLocaliser localises the query on the device: the volume
+// is reoriented, resampled and normalised there, crops are cut into the MedLAM engine's
+// input, and the similarity search runs on the engine's features against template kernels
+// uploaded once; it drives localize.LocateWith through device Steps, so the arithmetic
+// between the steps is the CPU path's. The scheduler and the segmentation plan are pure Go,
+// tested with fake streams; their device implementations (CUDA, DeviceStages,
+// DeviceLocaliser, DevicePipeline, TRTMemory for trt.Model) are built with the `cuda` tag
+// and run TensorRT engines in a `cuda,tensorrt` build. PipelineWorker serves the pipeline in
+// the supervised worker process.
 package gpu

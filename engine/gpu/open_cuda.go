@@ -5,6 +5,7 @@ package gpu
 import (
 	"errors"
 	"log/slog"
+	"slices"
 
 	kgpu "github.com/medlsam-fast/medlsam-fast/kernels/gpu"
 	"github.com/medlsam-fast/medlsam-fast/trt"
@@ -20,7 +21,9 @@ var SegmentModels = []string{"sam-encoder", "sam-decoder"}
 // machines with several GPUs).
 func DevicePipeline(dir string, log *slog.Logger) PipelineOpener {
 	return func(batch int) (*Scheduler, func() error, error) {
-		c, err := Select(ModeGPU, DefaultEnv(dir, SegmentModels), log)
+		env := DefaultEnv(dir, SegmentModels)
+		env.Optional = append(slices.Clone(LocalizeModels), LocalizeOptional...)
+		c, err := Select(ModeGPU, env, log)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -56,8 +59,25 @@ func DevicePipeline(dir string, log *slog.Logger) PipelineOpener {
 		if err != nil {
 			return nil, nil, errors.Join(err, release())
 		}
+		// MedLAM, when its engine is there, localises jobs given a template set.
+		for _, m := range []struct {
+			model string
+			dst   **trt.Engine
+		}{{"medlam", &st.MedLAM}, {"medlam-encoder", &st.MedLAMEncoder}} {
+			plan, ok := c.Engines[m.model]
+			if !ok || (m.model == "medlam-encoder" && st.MedLAM == nil) {
+				continue
+			}
+			e, err := trt.Open(plan, opt)
+			if err != nil {
+				return nil, nil, errors.Join(err, st.Close(), release())
+			}
+			closers = append(closers, e.Close)
+			*m.dst = e
+		}
 		closers = append(closers, st.Close)
-		log.Info("gpu pipeline opened", "gpu", c.Device.Name, "encoder_batch", st.EncoderBatch)
+		log.Info("gpu pipeline opened", "gpu", c.Device.Name, "encoder_batch", st.EncoderBatch,
+			"medlam", st.MedLAM != nil)
 		return &Scheduler{GPU: CUDA{D: dev}, Stages: st}, release, nil
 	}
 }

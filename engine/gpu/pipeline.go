@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/medlsam-fast/medlsam-fast/engine/eval"
+	"github.com/medlsam-fast/medlsam-fast/engine/localize"
 	kgpu "github.com/medlsam-fast/medlsam-fast/kernels/gpu"
 	"github.com/medlsam-fast/medlsam-fast/trt"
 )
@@ -53,6 +54,20 @@ type Job struct {
 	// Organs, when set, gives the boxes instead of localising on the device: a JSON file
 	// of []Organ (the CPU localisation's output, say).
 	Organs string `json:"organs,omitempty"`
+	// Templates, when Organs is empty, is a template-set file (localize.TemplateSet.Save)
+	// with which the worker localises the query on the device, with the options of
+	// Localize (defaults when nil).
+	Templates string           `json:"templates,omitempty"`
+	Localize  *LocalizeOptions `json:"localize,omitempty"`
+}
+
+// LocalizeOptions are the settings of a device localisation (localize.Config's fields of
+// the same names; zero values mean localize's defaults).
+type LocalizeOptions struct {
+	Seed        uint64 `json:"seed"`
+	CoarseCrops int    `json:"coarse_crops,omitempty"`
+	// Batch is the patches per MedLAM engine call (capped by the engines' profiles).
+	Batch int `json:"batch,omitempty"`
 }
 
 // Organ is one box to segment, in voxel indices (i, j, k) of the query, inclusive; Chunks
@@ -76,7 +91,9 @@ type Loaded struct {
 type Result struct {
 	Job    Job     `json:"job"`
 	Organs []Organ `json:"organs,omitempty"`
-	Err    string  `json:"err,omitempty"`
+	// Localization is the device localisation of a job given Templates.
+	Localization *localize.Result `json:"localization,omitempty"`
+	Err          string           `json:"err,omitempty"`
 	// OOM marks a failure for want of device or pinned memory, which a smaller encoder
 	// batch may avoid.
 	OOM bool `json:"oom,omitempty"`
@@ -96,8 +113,10 @@ type Stages interface {
 	// the voxel bytes; the buffer is the scheduler's and outlives the call).
 	Load(ctx context.Context, job Job, pinned func(n int) ([]byte, error)) (Loaded, error)
 	// Localise enqueues on s the work from the uploaded volume (vol, in the layout Load
-	// wrote) to the boxes, and returns them; only the boxes come back to the host.
-	Localise(ctx context.Context, s DevStream, vol DevMem, l Loaded, job Job) ([]Organ, error)
+	// wrote) to the boxes, and returns them, with the localisation when it ran on the
+	// device (nil for boxes given by the job); only boxes and points come to the host.
+	Localise(ctx context.Context, s DevStream, vol DevMem, l Loaded, job Job) ([]Organ,
+		*localize.Result, error)
 	// Segment enqueues on s the segmentation of vol inside the boxes, writing the label
 	// map into mask (l.MaskBytes, cleared by Segment).
 	Segment(ctx context.Context, s DevStream, vol DevMem, l Loaded, organs []Organ,
@@ -233,12 +252,12 @@ func (sc *Scheduler) runJob(ctx context.Context, l *lane, job Job, my,
 	}
 
 	// Compute: localise, segment, bring the mask back; drain the stream, pass the turn.
-	organs, err := sc.compute(ctx, l, job, ld)
+	organs, loc, err := sc.compute(ctx, l, job, ld)
 	if serr := l.s.Sync(); err == nil && serr != nil {
 		err = fmt.Errorf("stream: %w", serr)
 	}
 	pass()
-	res.Organs = organs
+	res.Organs, res.Localization = organs, loc
 	if err != nil {
 		return fail("compute", err)
 	}
@@ -252,24 +271,24 @@ func (sc *Scheduler) runJob(ctx context.Context, l *lane, job Job, my,
 
 // compute runs the device stages of one job on its lane and enqueues the mask's copy back.
 func (sc *Scheduler) compute(ctx context.Context, l *lane, job Job, ld Loaded) ([]Organ,
-	error) {
-	organs, err := sc.Stages.Localise(ctx, l.s, l.vol, ld, job)
+	*localize.Result, error) {
+	organs, loc, err := sc.Stages.Localise(ctx, l.s, l.vol, ld, job)
 	if err != nil {
-		return nil, fmt.Errorf("localise: %w", err)
+		return nil, nil, fmt.Errorf("localise: %w", err)
 	}
 	if err := growDev(sc.GPU, &l.mask, ld.MaskBytes); err != nil {
-		return organs, fmt.Errorf("allocate mask: %w", err)
+		return organs, loc, fmt.Errorf("allocate mask: %w", err)
 	}
 	if err := growPinned(sc.GPU, &l.maskHost, ld.MaskBytes); err != nil {
-		return organs, fmt.Errorf("allocate mask: %w", err)
+		return organs, loc, fmt.Errorf("allocate mask: %w", err)
 	}
 	if err := sc.Stages.Segment(ctx, l.s, l.vol, ld, organs, l.mask); err != nil {
-		return organs, fmt.Errorf("segment: %w", err)
+		return organs, loc, fmt.Errorf("segment: %w", err)
 	}
 	if err := l.s.CopyToHost(l.maskHost, l.mask, ld.MaskBytes); err != nil {
-		return organs, fmt.Errorf("copy mask: %w", err)
+		return organs, loc, fmt.Errorf("copy mask: %w", err)
 	}
-	return organs, nil
+	return organs, loc, nil
 }
 
 // growDev makes *m at least n bytes, replacing a smaller buffer. The lane's stream is idle

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/medlsam-fast/medlsam-fast/engine/eval"
+	"github.com/medlsam-fast/medlsam-fast/engine/localize"
 	"github.com/medlsam-fast/medlsam-fast/engine/nifti"
 	"github.com/medlsam-fast/medlsam-fast/kernels"
 	kgpu "github.com/medlsam-fast/medlsam-fast/kernels/gpu"
@@ -54,9 +55,9 @@ func (w *windowStages) Load(ctx context.Context, job Job,
 }
 
 func (w *windowStages) Localise(ctx context.Context, s DevStream, vol DevMem, l Loaded,
-	job Job) ([]Organ, error) {
+	job Job) ([]Organ, *localize.Result, error) {
 	return []Organ{{Label: 1, Box: eval.Box{Max: [3]int{l.Shape[0] - 1, l.Shape[1] - 1,
-		l.Shape[2] - 1}}}}, nil
+		l.Shape[2] - 1}}}}, nil, nil
 }
 
 func (w *windowStages) Segment(ctx context.Context, ds DevStream, vol DevMem, l Loaded,

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/medlsam-fast/medlsam-fast/engine/eval"
+	"github.com/medlsam-fast/medlsam-fast/engine/localize"
 )
 
 // The fakes: a GPU whose streams run their work on one goroutine each, in order and
@@ -222,7 +223,7 @@ func (f *fakeStages) Load(ctx context.Context, job Job,
 }
 
 func (f *fakeStages) Localise(ctx context.Context, s DevStream, vol DevMem, l Loaded,
-	job Job) ([]Organ, error) {
+	job Job) ([]Organ, *localize.Result, error) {
 	k := l.Meta.(int)
 	f.note(fmt.Sprint("localise ", k))
 	f.mu.Lock()
@@ -246,12 +247,13 @@ func (f *fakeStages) Localise(ctx context.Context, s DevStream, vol DevMem, l Lo
 		f.mu.Unlock()
 	})
 	if err := s.Sync(); err != nil { // the boxes come back
-		return nil, err
+		return nil, nil, err
 	}
 	if got != k {
-		return nil, fmt.Errorf("device volume holds job %d, want %d", got, k)
+		return nil, nil, fmt.Errorf("device volume holds job %d, want %d", got, k)
 	}
-	return []Organ{{Label: k + 1, Box: eval.Box{Max: [3]int{1, 1, 1}}}}, nil
+	return []Organ{{Label: k + 1, Box: eval.Box{Max: [3]int{1, 1, 1}}}},
+		&localize.Result{Query: job.Query}, nil
 }
 
 func (f *fakeStages) Segment(ctx context.Context, s DevStream, vol DevMem, l Loaded,
@@ -330,7 +332,8 @@ func TestSchedulerOverlap(t *testing.T) {
 				t.Fatal(err)
 			}
 			for k, r := range res {
-				if r.Err != "" || len(r.Organs) != 1 || r.Organs[0].Label != k+1 {
+				if r.Err != "" || len(r.Organs) != 1 || r.Organs[0].Label != k+1 ||
+					r.Localization == nil || r.Localization.Query != r.Job.Query {
 					t.Errorf("job %d: %+v", k, r)
 				}
 				if st.stored[k] != int16(k+1) {

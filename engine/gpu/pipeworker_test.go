@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/medlsam-fast/medlsam-fast/engine/localize"
 	"github.com/medlsam-fast/medlsam-fast/trt"
 )
 
@@ -18,9 +19,9 @@ type oomStages struct {
 }
 
 func (o oomStages) Localise(ctx context.Context, s DevStream, vol DevMem, l Loaded,
-	job Job) ([]Organ, error) {
+	job Job) ([]Organ, *localize.Result, error) {
 	if o.batch > o.limit {
-		return nil, fmt.Errorf("encoder batch %d: %w", o.batch, trt.ErrOutOfMemory)
+		return nil, nil, fmt.Errorf("encoder batch %d: %w", o.batch, trt.ErrOutOfMemory)
 	}
 	return o.fakeStages.Localise(ctx, s, vol, l, job)
 }

@@ -21,8 +21,8 @@ var (
 // engine in c.Engines. Without the `cuda` build tag it returns an error saying so.
 //
 // TODO(#6): these models run in the calling process, outside the supervised worker, so a
-// TensorRT fault during localisation ends the run; move MedLAM into the device pipeline
-// (its Localise stage) to give it the same isolation as SAM.
+// TensorRT fault during `localize` (or `segment --gpu-localize=false`) ends the run;
+// `segment` localises in the worker (DeviceStages.Localise) when it has a MedLAM engine.
 func OpenEngineModels(c Choice) (ModelOpener, func() error, error) {
 	return openEngineModels(c)
 }

@@ -8,10 +8,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"os"
 
 	"github.com/medlsam-fast/medlsam-fast/engine/backend"
+	"github.com/medlsam-fast/medlsam-fast/engine/localize"
 	"github.com/medlsam-fast/medlsam-fast/engine/nifti"
 	"github.com/medlsam-fast/medlsam-fast/engine/segment"
 	"github.com/medlsam-fast/medlsam-fast/engine/volume"
@@ -22,7 +24,8 @@ import (
 
 // This file is the device implementation of Stages: SAM segmentation with the CUDA kernels
 // and TensorRT engines, the volume never leaving the device between the window and the
-// label map. It compiles with the `cuda` tag alone (package trt's Go side has no tag; its
+// label map, and, for jobs given a template set, MedLAM localisation on the same device copy
+// of the volume (DeviceLocaliser, localise_cuda.go). It compiles with the `cuda` tag alone (package trt's Go side has no tag; its
 // engines open only in a `tensorrt` build), so CI type-checks it; it runs only on a GPU.
 
 const (
@@ -41,6 +44,12 @@ type DeviceStages struct {
 	// EncoderBatch is the number of slices per encoder call (capped by the engine's
 	// profiles); the supervisor halves it after an out-of-memory fault.
 	EncoderBatch int
+	// MedLAM and MedLAMEncoder are the MedLAM engines that localise jobs given a template
+	// set (nil when absent: such jobs fail with the reason; MedLAMEncoder is optional).
+	MedLAM, MedLAMEncoder *trt.Engine
+
+	loc    *DeviceLocaliser // for the template set and options of locKey
+	locKey string
 
 	half bool // the encoder takes fp16 images
 	enc  map[uintptr]*trt.Context
@@ -127,20 +136,82 @@ func (d *DeviceStages) Load(ctx context.Context, job Job,
 		Meta: queryMeta{hdr: img.Header, vol: geom}}, nil
 }
 
-// Localise returns the boxes of job.Organs.
-//
-// TODO(#6): MedLAM on the device (reorientation to LAS, resampling to 3 mm, the HU
-// normalisation, padding, 64^3 crops, the MedLAM engine, the similarity search with the
-// template kernels, boxes back). kernels/gpu has resampling, normalisation and the search;
-// the reorientation and crop kernels and the template upload are missing. Until then the
-// boxes come from a file (the CPU localisation's output).
-func (d *DeviceStages) Localise(ctx context.Context, s DevStream, vol DevMem, l Loaded,
-	job Job) ([]Organ, error) {
-	if job.Organs == "" {
-		return nil, errors.New("device localisation is not implemented yet; give the " +
-			"boxes in the job's organs file (medlsam-fast localise on the CPU writes them)")
+// Localise returns the boxes of job.Organs when the job gives them, and otherwise localises
+// the query on the device with the template set of job.Templates (DeviceLocaliser, opened
+// for the first job of a template set and options and kept for the next).
+func (d *DeviceStages) Localise(ctx context.Context, ds DevStream, vol DevMem, l Loaded,
+	job Job) ([]Organ, *localize.Result, error) {
+	if job.Organs != "" {
+		organs, err := readOrgans(job.Organs)
+		return organs, nil, err
 	}
-	return readOrgans(job.Organs)
+	if job.Templates == "" {
+		return nil, nil, errors.New("the job gives neither boxes (organs) nor a template set " +
+			"(templates)")
+	}
+	s, err := kstream(ds)
+	if err != nil {
+		return nil, nil, err
+	}
+	v, err := devBuf(vol)
+	if err != nil {
+		return nil, nil, err
+	}
+	meta, ok := l.Meta.(queryMeta)
+	if !ok {
+		return nil, nil, fmt.Errorf("gpu: localise: no query geometry for %s", job.Query)
+	}
+	loc, err := d.localiser(job)
+	if err != nil {
+		return nil, nil, err
+	}
+	res, _, err := loc.Localise(ctx, s, v, meta.vol, job.Query)
+	if err != nil {
+		return nil, nil, err
+	}
+	seg := segment.FromLocalization(res)
+	if err := segment.ValidateOrgans(seg, l.Shape); err != nil {
+		return nil, nil, err
+	}
+	var organs []Organ
+	for _, o := range seg {
+		organs = append(organs, Organ{Label: o.Label, Name: o.Name, Box: o.Box,
+			Chunks: o.Chunks})
+	}
+	return organs, res, nil
+}
+
+// localiser returns the DeviceLocaliser of the job's template set and options, opening it
+// (and closing the previous one) when they changed.
+func (d *DeviceStages) localiser(job Job) (*DeviceLocaliser, error) {
+	if d.MedLAM == nil {
+		return nil, errors.New("no MedLAM engine (model \"medlam\") among the engines: " +
+			"build it with build/engines/build.sh, or give the boxes")
+	}
+	opt := LocalizeOptions{}
+	if job.Localize != nil {
+		opt = *job.Localize
+	}
+	key := fmt.Sprintf("%s|%d|%d|%d", job.Templates, opt.Seed, opt.CoarseCrops, opt.Batch)
+	if d.loc != nil && d.locKey == key {
+		return d.loc, nil
+	}
+	if err := d.loc.Close(); err != nil {
+		return nil, err
+	}
+	d.loc, d.locKey = nil, ""
+	ts, err := localize.LoadTemplateSet(job.Templates, d.MedLAM.Manifest().ONNXSHA256)
+	if err != nil {
+		return nil, err
+	}
+	cfg := localize.Config{Seed: opt.Seed, CoarseCrops: opt.CoarseCrops,
+		BatchSize: opt.Batch, Logger: slog.Default()}
+	loc, err := NewDeviceLocaliser(d.Dev, d.MedLAM, d.MedLAMEncoder, ts, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", job.Templates, err)
+	}
+	d.loc, d.locKey = loc, key
+	return loc, nil
 }
 
 // readOrgans reads a JSON list of organs with their boxes, refusing an empty list.
@@ -434,9 +505,11 @@ func (d *DeviceStages) Store(ctx context.Context, job Job, l Loaded, organs []Or
 	return nifti.Write(job.Mask, out, nifti.WriteOptions{Datatype: dt, Like: meta.hdr})
 }
 
-// Close frees the workspace and the TensorRT contexts. The streams must have drained.
+// Close frees the workspace, the TensorRT contexts and the localiser. The streams must
+// have drained.
 func (d *DeviceStages) Close() error {
-	var errs []error
+	errs := []error{d.loc.Close()}
+	d.loc, d.locKey = nil, ""
 	for _, b := range d.ws {
 		errs = append(errs, b.Close())
 	}

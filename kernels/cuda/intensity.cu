@@ -218,3 +218,23 @@ extern "C" int mlk_sam_window_batch(int dev, mlk_stream s, const mlk_copy *in, i
     }
     return mlk_ok(st);
 }
+
+extern "C" int mlk_minmax_batch(int dev, mlk_stream s, const mlk_copy *in, int nin,
+                                const mlk_copy *out_copies, int nout, uint64_t minmax,
+                                uint64_t src, size_t n, mlk_status *st) {
+    int rc = mlk_enter(st, dev, s, "min max batch");
+    if (rc != MLK_OK) {
+        return rc;
+    }
+    rc = mlk_copies(st, mlk_cu(s), in, nin, 1);
+    if (rc == MLK_OK) {
+        rc = mlk_minmax(dev, s, minmax, src, n, st);
+    }
+    if (rc == MLK_OK) {
+        rc = mlk_batch_out(st, mlk_cu(s), out_copies, nout);
+    }
+    if (rc != MLK_OK) {
+        return mlk_batch_abort(mlk_cu(s), rc);
+    }
+    return mlk_ok(st);
+}

@@ -31,6 +31,9 @@ int mlk_sam_window(int dev, mlk_stream s, int out, uint64_t dst, uint64_t src, s
 int mlk_normalize_hu_batch(int dev, mlk_stream s, const mlk_copy *in, int nin,
                            const mlk_copy *out_copies, int nout, uint64_t dst, uint64_t src,
                            size_t n, mlk_status *st);
+int mlk_minmax_batch(int dev, mlk_stream s, const mlk_copy *in, int nin,
+                     const mlk_copy *out_copies, int nout, uint64_t minmax, uint64_t src,
+                     size_t n, mlk_status *st);
 int mlk_sam_window_batch(int dev, mlk_stream s, const mlk_copy *in, int nin,
                          const mlk_copy *out_copies, int nout, int out, uint64_t dst,
                          uint64_t src, size_t n, uint64_t minmax, mlk_status *st);

@@ -225,3 +225,13 @@ func (s *SimilaritySearch) Close() error {
 	s.ws = nil
 	return err
 }
+
+// Decode turns the results SearchDevice wrote (8 bytes per point, copied to the host) into
+// matches, as Search returns them.
+func (s *SimilaritySearch) Decode(results []byte, out []kernels.SimilarityMatch) error {
+	if len(results) < 8*len(out) {
+		return fmt.Errorf("gpu: similarity results of %d bytes for %d points", len(results),
+			len(out))
+	}
+	return decodeMatches(results[:8*len(out)], s.patch, out)
+}

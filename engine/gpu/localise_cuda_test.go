@@ -1,0 +1,135 @@
+//go:build cuda
+
+package gpu
+
+import (
+	"math/rand/v2"
+	"testing"
+
+	"github.com/medlsam-fast/medlsam-fast/engine/localize"
+	"github.com/medlsam-fast/medlsam-fast/engine/volume"
+	kgpu "github.com/medlsam-fast/medlsam-fast/kernels/gpu"
+)
+
+// TestDeviceLocaliserPrepare: the 3 mm grid prepared on the device (reorientation,
+// trilinear resampling, HU normalisation) equals localize.PrepareWith's on the CPU bit for
+// bit, and the device Steps read it where the host Steps do. It needs no TensorRT.
+func TestDeviceLocaliserPrepare(t *testing.T) {
+	d := openTestDevice(t)
+	s, err := d.NewStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for _, tc := range []struct {
+		name    string
+		shape   [3]int
+		spacing [3]float64
+		affine  func(a *volume.Affine)
+	}{
+		{"rpi odd spacing", [3]int{97, 83, 41}, [3]float64{0.77, 0.9, 2.5}, func(a *volume.Affine) {
+			a[0][0], a[1][1] = -0.77, -0.9 // RPI under RAS+ world axes
+		}},
+		{"las at 3 mm", [3]int{60, 50, 40}, [3]float64{3, 3, 3}, func(a *volume.Affine) {
+			a[0][0] = -3
+		}},
+		{"permuted axes", [3]int{31, 70, 66}, [3]float64{2, 1.25, 1.5}, func(a *volume.Affine) {
+			*a = volume.Affine{{0, 0, -1.5, 0}, {0, 1.25, 0, 0}, {2, 0, 0, 0}, {0, 0, 0, 1}}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			v, err := volume.New(tc.shape, tc.spacing)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tc.affine(&v.Affine)
+			r := rand.New(rand.NewPCG(11, 12))
+			for i := range v.Data {
+				v.Data[i] = float32(r.IntN(2600)) - 1024
+			}
+			want, err := localize.PrepareWith(localize.Config{}, v, tc.name, localize.Image)
+			if err != nil {
+				t.Fatal(err)
+			}
+			vol := uploadFloats(t, d, s, v.Data)
+			l := &DeviceLocaliser{Dev: d, ws: map[string]*kgpu.Buffer{}}
+			defer l.Close()
+			geom := &volume.Volume{Shape: v.Shape, Spacing: v.Spacing, Affine: v.Affine}
+			plan, grid, err := l.Prepare(s, vol, geom, tc.name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if plan.Grid.Vol.Shape != want.Vol.Shape || plan.Grid.Vol.Affine != want.Vol.Affine {
+				t.Fatalf("grid %v %v, want %v %v", plan.Grid.Vol.Shape, plan.Grid.Vol.Affine,
+					want.Vol.Shape, want.Vol.Affine)
+			}
+			got := downloadFloats(t, d, s, grid, len(want.Vol.Data))
+			for i := range got {
+				if got[i] != want.Vol.Data[i] {
+					t.Fatalf("voxel %d: %v on the device, %v on the CPU", i, got[i],
+						want.Vol.Data[i])
+				}
+			}
+			dims := plan.Grid.Dims()
+			var pts [][3]int
+			for range 500 {
+				pts = append(pts, [3]int{r.IntN(dims[0] + 2*localize.Pad),
+					r.IntN(dims[1] + 2*localize.Pad), r.IntN(dims[2] + 2*localize.Pad)})
+			}
+			dev := &deviceSteps{l: l, s: s, grid: grid, dims: dims}
+			host := &localize.HostSteps{Query: want}
+			gv, err := dev.Values(pts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			hv, err := host.Values(pts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range pts {
+				if gv[i] != hv[i] {
+					t.Fatalf("point %v: device %v, host %v", pts[i], gv[i], hv[i])
+				}
+			}
+		})
+	}
+}
+
+func uploadFloats(t *testing.T, d *kgpu.Device, s *kgpu.Stream, data []float32) *kgpu.Buffer {
+	t.Helper()
+	b, err := d.Alloc(4 * len(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	h, err := d.AllocHost(4 * len(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	copy(h.Float32s(), data)
+	if err := s.CopyToDevice(b, h, 4*len(data)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func downloadFloats(t *testing.T, d *kgpu.Device, s *kgpu.Stream, b *kgpu.Buffer,
+	n int) []float32 {
+	t.Helper()
+	h, err := d.AllocHost(4 * n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	if err := s.CopyToHost(h, b, 4*n); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	return append([]float32(nil), h.Float32s()[:n]...)
+}
