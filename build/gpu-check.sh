@@ -18,7 +18,8 @@
 #   3. TensorRT, when trtexec is found (PATH, TRTEXEC, /usr/src/tensorrt/bin): fp32 engines
 #      from testdata/models (build 120 s, compare 60 s; tolerance 1e-3 abs + 1e-3 rel), the
 #      GPU pipeline end to end on the shared CT with those engines when
-#      bin/medlsam-fast-trt was carried (make tensorrt; 60 s), fp16 engines (build 120 s,
+#      bin/medlsam-fast-trt was carried (make tensorrt; 90 s: a given box, and MedLAM
+#      localisation on the device compared with the CPU's), fp16 engines (build 120 s,
 #      compare 60 s; tolerance 3e-2) when python3 has onnx for build/engines/mixed_precision.py;
 #      where TensorRT is missing it says so and the rest runs;
 #   4. the cgocheck2 builds of the tests (whatever time is left, 120 s at most each).
@@ -110,20 +111,23 @@ trt_part() {
 }
 
 # trt_pipeline ENGINES runs the device pipeline (gpu-worker of a cuda,tensorrt binary) on the
-# shared abdomen CT with one box, and checks that a label map came back.
+# shared abdomen CT as two jobs of one batch: one with a box given, one localised on the
+# device with a template set (the CT and its labels, built here on the CPU), and checks that
+# both label maps came back; the device boxes are printed beside the CPU localisation's.
 trt_pipeline() {
 	local ct=../shared/data/ct/abdomen_ct.nii.gz bin=bin/medlsam-fast-trt lim
+	local labels=../shared/data/ct/abdomen_ct_labels.nii.gz
 	if [ ! -x "$bin" ]; then
 		echo "gpu-check: SKIPPED GPU pipeline with TensorRT: $bin absent (build it with" \
 			"make tensorrt TENSORRT_ROOT=... where Go, nvcc and TensorRT are, and carry it);" \
 			"the scheduler ran on the GPU in engine-gpu.test without the networks"
 		return
 	fi
-	if [ ! -f "$ct" ]; then
-		echo "gpu-check: SKIPPED GPU pipeline: $ct absent"
+	if [ ! -f "$ct" ] || [ ! -f "$labels" ]; then
+		echo "gpu-check: SKIPPED GPU pipeline: $ct or its labels absent"
 		return
 	fi
-	lim=$(budget 60)
+	lim=$(budget 90)
 	if [ "$lim" -eq 0 ]; then
 		echo "gpu-check: SKIPPED GPU pipeline: the 470 s deadline is reached"
 		return
@@ -133,12 +137,22 @@ trt_pipeline() {
 	echo '[{"label": 1, "name": "box", "box": {"min": [30, 30, 40], "max": [80, 70, 60]}}]' \
 		>"$work/organs.json"
 	echo "-- GPU pipeline on $ct ($lim s at most)"
+	# The template set and the CPU localisation to compare with (tiny MedLAM, native).
+	if ! timeout "$lim" "$bin" localize --backend cpu --kernels cpu --models testdata/models \
+		--template "$ct:$labels" --organs 1,5 --save-templates "$work/set.mlts" \
+		-o "$work/cpu.json" "$ct" >/dev/null; then
+		echo "gpu-check: FAILED: GPU pipeline: the template set could not be built on the CPU"
+		status=1
+		return
+	fi
 	"$PYTHON" - "$ct" "$work" <<'PY' | timeout "$lim" "$bin" gpu-worker --engines "$1" \
 		>"$work/resp.bin" || true
 import json, os, struct, sys
 ct, work = sys.argv[1], sys.argv[2]
 job = {"jobs": [{"query": ct, "mask": os.path.join(work, "mask.nii.gz"),
-                 "organs": os.path.join(work, "organs.json")}]}
+                 "organs": os.path.join(work, "organs.json")},
+                {"query": ct, "mask": os.path.join(work, "mask-localised.nii.gz"),
+                 "templates": os.path.join(work, "set.mlts"), "localize": {"seed": 0}}]}
 b = json.dumps({"id": 1, "batch": 4, "job": job}).encode()
 sys.stdout.buffer.write(struct.pack(">I", len(b)) + b)
 PY
@@ -152,9 +166,23 @@ resp = json.loads(raw[4:4 + struct.unpack(">I", raw[:4])[0]])
 res = resp.get("result") or []
 errs = [resp.get("err")] + [r.get("err") for r in res]
 errs = [e for e in errs if e]
-if errs or not os.path.exists(os.path.join(work, "mask.nii.gz")):
-    sys.exit("gpu-check: FAILED: GPU pipeline: " + "; ".join(errs or ["no mask written"]))
-print("gpu-check: GPU pipeline wrote", os.path.join(work, "mask.nii.gz"))
+masks = [os.path.join(work, m) for m in ("mask.nii.gz", "mask-localised.nii.gz")]
+if errs or not all(os.path.exists(m) for m in masks):
+    sys.exit("gpu-check: FAILED: GPU pipeline: " + "; ".join(errs or ["a mask is missing"]))
+print("gpu-check: GPU pipeline wrote", ", ".join(masks))
+dev = {o["label"]: o["box"] for o in res[1]["localization"]["organs"]}
+cpu = {o["label"]: o["box"] for o in json.load(open(os.path.join(work, "cpu.json")))["organs"]}
+worst = 0
+for label, b in sorted(cpu.items()):
+    d = dev.get(label)
+    if d is None:
+        sys.exit("gpu-check: FAILED: device localisation lacks label %d" % label)
+    diff = max(abs(d[k][a] - b[k][a]) for k in ("min", "max") for a in range(3))
+    worst = max(worst, diff)
+    print("gpu-check: label %d box device %s..%s, cpu %s..%s" % (label, d["min"], d["max"],
+          b["min"], b["max"]))
+print("gpu-check: device vs CPU localisation (fp32 engines vs the native network): "
+      "largest face difference %d voxels" % worst)
 PY
 		:
 	else
