@@ -32,6 +32,11 @@ type ReadOptions struct {
 	// larger than it is streamed from disk rather than loaded whole. Zero or less means
 	// DefaultMaxBytes.
 	MaxBytes int64
+	// Voxels, when set, supplies the float32 voxel buffer of n values that Read fills
+	// (after the size checks), instead of a new slice: the GPU pipeline passes pinned
+	// memory so that the voxels are decoded straight into what is copied to the device. It
+	// must return exactly n values; an error from it ends the read.
+	Voxels func(n int) ([]float32, error)
 }
 
 // maxBytes returns the memory cap opt sets.
@@ -248,7 +253,17 @@ func decode(ra io.ReaderAt, size int64, opt ReadOptions) (*Image, error) {
 	slope, inter, _ := h.scaling()
 	plan := planScaling(h.Datatype, slope, inter)
 	swap := bo != nativeOrder && h.Datatype.Size() > 1
-	vol.Data = make([]float32, nvox)
+	if opt.Voxels == nil {
+		vol.Data = make([]float32, nvox)
+	} else {
+		if vol.Data, err = opt.Voxels(int(nvox)); err != nil {
+			return nil, err
+		}
+		if int64(len(vol.Data)) != nvox {
+			return nil, fmt.Errorf("the voxel buffer holds %d values for %d voxels",
+				len(vol.Data), nvox)
+		}
+	}
 	if gz {
 		err = readStream(stream, vol.Data, h.Datatype, swap, &plan)
 	} else {

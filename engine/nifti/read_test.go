@@ -2,6 +2,7 @@ package nifti
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -490,6 +491,57 @@ func TestDecodeReaderAtEOF(t *testing.T) {
 		short := b[:len(b)-1]
 		if _, err := decode(eofAtEnd{short}, int64(len(short)), ReadOptions{}); err == nil {
 			t.Fatalf("%v: truncated data accepted", dt)
+		}
+	}
+}
+
+// TestReadIntoCallerBuffer: with ReadOptions.Voxels, the voxels land in the caller's
+// buffer (gzip and plain, scaled), equal to a plain Read; a buffer of the wrong length and
+// an error of the supplier end the read with an error naming the file.
+func TestReadIntoCallerBuffer(t *testing.T) {
+	for _, gz := range []bool{false, true} {
+		f := baseFixture(1, orders[0].bo, Int16)
+		f.gz = gz
+		f.dim = [8]int64{3, 7, 5, 3, 1, 1, 1, 1}
+		f.slope, f.inter = 2, -1000
+		f.values = make([]float64, f.nvox())
+		for i := range f.values {
+			f.values[i] = float64(i*37%400 - 200)
+		}
+		p := f.save(t, fmt.Sprint("caller-", gz))
+		want, err := Read(p, ReadOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]float32, 2*f.nvox())
+		var asked int
+		img, err := Read(p, ReadOptions{Voxels: func(n int) ([]float32, error) {
+			asked = n
+			return buf[:n], nil
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if asked != f.nvox() || &img.Volume.Data[0] != &buf[0] {
+			t.Fatalf("gz %v: asked for %d values (want %d); data in the caller's buffer: %v",
+				gz, asked, f.nvox(), &img.Volume.Data[0] == &buf[0])
+		}
+		for i := range want.Volume.Data {
+			if buf[i] != want.Volume.Data[i] {
+				t.Fatalf("gz %v: voxel %d = %v, want %v", gz, i, buf[i], want.Volume.Data[i])
+			}
+		}
+		_, err = Read(p, ReadOptions{Voxels: func(n int) ([]float32, error) {
+			return buf[:n-1], nil
+		}})
+		if err == nil || !strings.Contains(err.Error(), p) {
+			t.Errorf("gz %v: short buffer: %v", gz, err)
+		}
+		boom := errors.New("no pinned memory")
+		if _, err := Read(p, ReadOptions{Voxels: func(int) ([]float32, error) {
+			return nil, boom
+		}}); !errors.Is(err, boom) {
+			t.Errorf("gz %v: supplier error: %v", gz, err)
 		}
 	}
 }
