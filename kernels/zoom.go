@@ -46,6 +46,30 @@ type splineAxis struct {
 	w   []float64
 }
 
+// ZoomCubicPlan is what a device twin of ZoomCubic needs from the CPU one to compute the
+// same values: the pole of the spline filter, its gain, the number of terms of the causal
+// start that count, and per axis (i, j, k) the interpolation table (output o is the sum
+// over t < 4, in that order, of W[a][4o+t] times coefficient Idx[a][4o+t]) and the pole's
+// power z^(n-1) for the axis's input size n.
+type ZoomCubicPlan struct {
+	Pole, Gain float64
+	Horizon    int
+	Idx        [3][]int
+	W          [3][]float64
+	PolePower  [3]float64
+}
+
+// PlanZoomCubic returns the plan of ZoomCubic from srcShape to dstShape.
+func PlanZoomCubic(dstShape, srcShape [3]int) ZoomCubicPlan {
+	p := ZoomCubicPlan{Pole: splinePole, Gain: splineGain, Horizon: splineHorizon}
+	for a := range 3 {
+		t := newSplineAxis(dstShape[a], srcShape[a])
+		p.Idx[a], p.W[a] = t.idx, t.w
+		p.PolePower[a] = math.Pow(splinePole, float64(srcShape[a]-1))
+	}
+	return p
+}
+
 // newSplineAxis maps nOut outputs onto nIn inputs as scipy's zoom does without grid_mode:
 // output o sits at input index o*(nIn-1)/(nOut-1) (0 when nOut is 1), and the taps beyond
 // either end are mirrored about the end samples (d c b | a b c d | c b a). scipy computes
@@ -202,7 +226,7 @@ func splineFilter(c []float64, n, m int) {
 	}
 	// Causal start: c+[0] = sum over the mirrored line's history of z^k c[k], in closed form
 	// over one period (z^(n-1) folds the far end in); terms past splineHorizon vanish.
-	zn := math.Pow(z, float64(n-1))
+	zn := math.Pow(z, float64(n-1)) // PlanZoomCubic's PolePower
 	first, last := c[:m], c[(n-1)*m:n*m]
 	var startBuf [splineBlock]float64
 	start := startBuf[:m]

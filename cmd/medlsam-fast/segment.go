@@ -59,8 +59,9 @@ func runSegment(args []string, stdout io.Writer) (err error) {
 	summary := fs.Bool("summary", false, "print a summary table on stdout instead of the "+
 		"JSON (which --out still writes)")
 	gpuLocalize := fs.Bool("gpu-localize", true, "with the GPU backend and a MedLAM engine "+
-		"among --engines, localise in the GPU worker, where the volume stays on the device "+
-		"(false: localise in this process)")
+		"among --engines, localise in the GPU worker, where the volume stays on the device; "+
+		"the template set is loaded, or built from --template pairs with MedLAM on the CPU, "+
+		"in this process (false: localise in this process)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -100,12 +101,11 @@ func runSegment(args []string, stdout io.Writer) (err error) {
 		return fmt.Errorf("segment: %w", err)
 	}
 	onGPU := choice.Backend == gpu.TensorRT
-	// The worker localises when it has MedLAM and runs the resampling the set was made with.
-	workerLocalises := onGPU && *boxes == "" && *gpuLocalize &&
-		choice.Engines["medlam"] != "" && localize.Resampling(lf.resample) != localize.Reference
+	// The worker localises when it has MedLAM.
+	workerLocalises := onGPU && *boxes == "" && *gpuLocalize && choice.Engines["medlam"] != ""
 	if onGPU && *boxes == "" && *gpuLocalize && !workerLocalises {
 		slog.Info("segment: localising in this process", "reason", "no MedLAM engine in "+
-			lf.gpu.engines+", or --resample reference (the device resamples linearly)")
+			lf.gpu.engines)
 	}
 	if onGPU && *perOrgan {
 		// TODO(#6): per-organ masks from the label map the worker writes.
@@ -152,6 +152,17 @@ func runSegment(args []string, stdout io.Writer) (err error) {
 			return eng.LocalizeVolume(ctx, ts, img.Volume, path)
 		}
 		if workerLocalises {
+			// Refused here, before any query, rather than by the worker for every one.
+			if m := choice.Manifests["medlam"]; m == nil || m.ONNXSHA256 != ts.ModelSHA256 {
+				onnx := "?"
+				if m != nil {
+					onnx = m.ONNXSHA256
+				}
+				return fmt.Errorf("segment: the MedLAM engine %s was built from ONNX %.12s, "+
+					"the template set is from model %.12s: rebuild the engine from the same "+
+					"ONNX (build/engines/build.sh), or localise here with --gpu-localize=false",
+					choice.Engines["medlam"], onnx, ts.ModelSHA256)
+			}
 			onDevice = &deviceLocalisation{set: ts, options: gpu.LocalizeOptions{
 				Seed: lf.seed, Batch: lf.batch}}
 		}

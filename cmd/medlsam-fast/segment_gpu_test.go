@@ -120,8 +120,12 @@ func fakeLocalise(job gpu.Job, shape [3]int, res *gpu.Result) error {
 	return nil
 }
 
-// fakeMedLAMEngines, when set, makes the fake environment also find MedLAM engines.
-var fakeMedLAMEngines bool
+// fakeMedLAMEngines, when set, makes the fake environment also find MedLAM engines, the
+// full one built from the ONNX of digest fakeMedLAMONNX.
+var (
+	fakeMedLAMEngines bool
+	fakeMedLAMONNX    string
+)
 
 type fakeProber struct{}
 
@@ -147,8 +151,12 @@ func fakeGPU(t *testing.T, crashOnce string) {
 					all = append(all, "medlam", "medlam-encoder")
 				}
 				for _, m := range all {
+					man := &trt.EngineManifest{Manifest: backend.Manifest{Model: m}}
+					if m == "medlam" {
+						man.ONNXSHA256 = fakeMedLAMONNX
+					}
 					out = append(out, trt.EngineStatus{Plan: filepath.Join(dir, m+".plan"),
-						Manifest: &trt.EngineManifest{Manifest: backend.Manifest{Model: m}}})
+						Manifest: man})
 				}
 				return out, nil
 			}}
@@ -250,8 +258,12 @@ func TestSegmentGPULocalisesOnDevice(t *testing.T) {
 	}
 	dir := t.TempDir()
 	fakeGPU(t, "")
-	fakeMedLAMEngines = true
-	t.Cleanup(func() { fakeMedLAMEngines = false })
+	man, err := backend.LoadManifest("../../testdata/models/medlam_tiny.onnx")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fakeMedLAMEngines, fakeMedLAMONNX = true, man.SHA256
+	t.Cleanup(func() { fakeMedLAMEngines, fakeMedLAMONNX = false, "" })
 	ph, err := phantom.Generate(phantom.Config{Shape: [3]int{80, 80, 70},
 		Spacing: [3]float64{3, 3, 3}, Seed: 2, Noise: 20})
 	if err != nil {
@@ -269,11 +281,22 @@ func TestSegmentGPULocalisesOnDevice(t *testing.T) {
 	if err := os.WriteFile(names, []byte(`{"1": "spleen"}`), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	for _, onDevice := range []bool{true, false} {
-		args := []string{"segment", "--models", "../../testdata/models", "--template",
-			img + ":" + labels, "--organs", "spleen", "--label-names", names, "--seed", "7", "--backend", "gpu", "--engines", filepath.Join(dir, "engines"),
+	args := func(onDevice bool) []string {
+		return []string{"segment", "--models", "../../testdata/models", "--template",
+			img + ":" + labels, "--organs", "spleen", "--label-names", names, "--seed", "7",
+			"--backend", "gpu", "--engines", filepath.Join(dir, "engines"),
 			fmt.Sprintf("--gpu-localize=%v", onDevice), "-d", dir, img}
-		out, errs, code := runCmd(t, args...)
+	}
+	// An engine from another ONNX is refused before the worker starts, saying how to fix it.
+	fakeMedLAMONNX = "0123456789abcdef"
+	if _, errs, code := runCmd(t, args(true)...); code != 1 ||
+		!strings.Contains(errs, "built from ONNX 0123456789ab") ||
+		!strings.Contains(errs, "--gpu-localize=false") {
+		t.Errorf("engine of another model: exit %d: %s", code, errs)
+	}
+	fakeMedLAMONNX = man.SHA256
+	for _, onDevice := range []bool{true, false} {
+		out, errs, code := runCmd(t, args(onDevice)...)
 		if !onDevice {
 			// MedLAM now runs in this process on the (fake) TensorRT backend, which this
 			// build cannot open: the error says so, and no worker was asked to localise.

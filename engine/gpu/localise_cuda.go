@@ -35,8 +35,8 @@ type DeviceLocaliser struct {
 	Full, Encoder *trt.Engine
 	Set           *localize.TemplateSet
 	// Config gives the seed, the coarse crops and the batch (patches per engine call,
-	// capped by the engines' profiles); Kernels and Resampling are not used (the device
-	// runs Linear resampling).
+	// capped by the engines' profiles); Kernels and Resampling are not used: queries are
+	// resampled on the device as the template set records (Set.Resampling).
 	Config localize.Config
 
 	search *kgpu.SimilaritySearch
@@ -52,10 +52,6 @@ func NewDeviceLocaliser(dev *kgpu.Device, full, enc *trt.Engine, ts *localize.Te
 	cfg localize.Config) (*DeviceLocaliser, error) {
 	if err := ts.Validate(); err != nil {
 		return nil, err
-	}
-	if err := ts.CheckResampling(localize.Linear); err != nil {
-		return nil, fmt.Errorf("gpu: the device localisation resamples linearly: %w "+
-			"(TODO(#5): the reference resampling's CUDA kernels)", err)
 	}
 	if err := checkMedLAM(full, true); err != nil {
 		return nil, err
@@ -129,8 +125,11 @@ func (l *DeviceLocaliser) uploadKernels() error {
 	pool := l.Dev.Pool()
 	var hosts []*kgpu.HostBuffer
 	defer func() {
-		for _, h := range hosts {
-			pool.PutHost(h)
+		// Only once no copy can read them (an early return may leave copies in flight).
+		if s.Sync() == nil {
+			for _, h := range hosts {
+				pool.PutHost(h)
+			}
 		}
 	}()
 	for i, k := range l.Set.Kernels {
@@ -187,13 +186,13 @@ func (l *DeviceLocaliser) context(e *trt.Engine, s *kgpu.Stream) (*trt.Context, 
 }
 
 // Prepare brings the query volume vol (float32 on the device, geometry geom, i fastest) to
-// the prepared 3 mm grid on the device, as localize.PrepareWith does on the CPU with Linear
-// resampling (kernels equal to the CPU ones: kernels/gpu's tests). It returns the grid's
-// plan, whose Grid carries the geometry for localize, and the device buffer of its voxels
-// (workspace, valid until the next Prepare).
+// the prepared 3 mm grid on the device, as localize.PrepareWith does on the CPU with the
+// template set's resampling (the kernels equal the CPU ones: kernels/gpu's tests). It
+// returns the grid's plan, whose Grid carries the geometry for localize, and the device
+// buffer of its voxels (workspace, valid until the next Prepare).
 func (l *DeviceLocaliser) Prepare(s *kgpu.Stream, vol *kgpu.Buffer, geom *volume.Volume,
 	source string) (*localize.GridPlan, *kgpu.Buffer, error) {
-	plan, err := localize.PlanGrid(geom, source, localize.Linear, localize.Image)
+	plan, err := localize.PlanGrid(geom, source, l.Set.Resampling, localize.Image)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -213,11 +212,11 @@ func (l *DeviceLocaliser) Prepare(s *kgpu.Stream, vol *kgpu.Buffer, geom *volume
 		if grid, err = l.buf("grid", 4*n3); err != nil {
 			return nil, nil, err
 		}
-		if err := s.Resample(grid, shape, las, reo.DstShape, plan.Ratio, false); err != nil {
+		if err := l.resample(s, grid, shape, las, reo.DstShape, plan); err != nil {
 			return nil, nil, err
 		}
 	}
-	lo, _, ok, err := s.MinMax(grid, n3)
+	lo, _, ok, err := s.MinMax(grid, n3) // waits for the stream
 	if err != nil {
 		return nil, nil, err
 	}
@@ -227,6 +226,32 @@ func (l *DeviceLocaliser) Prepare(s *kgpu.Stream, vol *kgpu.Buffer, geom *volume
 		}
 	}
 	return plan, grid, nil
+}
+
+// resample enqueues the LAS volume's resampling to the 3 mm grid: trilinear (Linear) or the
+// cubic spline zoom (Reference), whose tables go through a pinned buffer given back once
+// the stream has drained (Prepare's MinMax waits for it right after).
+func (l *DeviceLocaliser) resample(s *kgpu.Stream, grid *kgpu.Buffer, shape [3]int,
+	las *kgpu.Buffer, lasShape [3]int, plan *localize.GridPlan) error {
+	if plan.Grid.Resampling() != localize.Reference {
+		return s.Resample(grid, shape, las, lasShape, plan.Ratio, false)
+	}
+	ws, err := l.buf("zoom", kgpu.ZoomCubicWorkspace(shape, lasShape))
+	if err != nil {
+		return err
+	}
+	pool := l.Dev.Pool()
+	h, err := pool.Host(kgpu.ZoomCubicTablesBytes(shape))
+	if err != nil {
+		return err
+	}
+	err = s.ZoomCubic(grid, las, shape, lasShape, ws, h)
+	if serr := s.Sync(); serr == nil {
+		pool.PutHost(h)
+	} else if err == nil {
+		err = serr
+	}
+	return err
 }
 
 // Localise prepares the query on the device and localises every organ of the template set
@@ -325,9 +350,12 @@ func (d *deviceSteps) run(e *trt.Engine, centres [][3]int,
 		localize.Patch); err != nil {
 		return nil, err
 	}
-	if _, err := c.Prepare(map[string][]int64{
-		localize.InputPatch: {int64(n), 1, localize.Patch, localize.Patch,
-			localize.Patch}}); err != nil {
+	shapes, err := c.Prepare(map[string][]int64{
+		localize.InputPatch: {int64(n), 1, localize.Patch, localize.Patch, localize.Patch}})
+	if err != nil {
+		return nil, err
+	}
+	if err := d.checkShapes(e, shapes, n); err != nil {
 		return nil, err
 	}
 	if err := c.Bind(localize.InputPatch, patches.Ptr(), patches.Bytes()); err != nil {
@@ -349,6 +377,28 @@ func (d *deviceSteps) run(e *trt.Engine, centres [][3]int,
 		outs[t.Name] = b
 	}
 	return outs, c.Enqueue()
+}
+
+// checkShapes checks the engine's output shapes for a batch of n against what the steps
+// read: positions [n,3] and, from the full engine, feature maps [n,C,8k,8k,8k] of the
+// template set's channels C and kernel edges k (the CPU path's checks).
+func (d *deviceSteps) checkShapes(e *trt.Engine, shapes map[string][]int64, n int) error {
+	want := map[string][]int64{localize.OutputPosition: {int64(n), 3}}
+	if e == d.l.Full {
+		ts := d.l.Set
+		for s, name := range localize.OutputFeatures {
+			m := int64(8 * ts.Edges[s])
+			want[name] = []int64{int64(n), int64(ts.Channels[s]), m, m, m}
+		}
+	}
+	for name, w := range want {
+		if got := shapes[name]; !slices.Equal(got, w) {
+			return fmt.Errorf("%w: gpu: engine %s gives %q of shape %v, the steps read %v "+
+				"(is the template set from this model?)", backend.ErrShape,
+				e.Manifest().File, name, got, w)
+		}
+	}
+	return nil
 }
 
 // batches calls f on the centres in batches for engine e, with a pinned buffer large enough
@@ -412,7 +462,6 @@ func (d *deviceSteps) Positions(ctx context.Context, centres [][3]int) ([][3]flo
 // Offsets runs the full engine on the crops and the similarity search on its features
 // against each point's template kernels, and copies the matches back.
 func (d *deviceSteps) Offsets(ctx context.Context, centres [][3]int) ([][3]int, error) {
-	ts := d.l.Set
 	out := make([][3]int, 0, len(centres))
 	err := d.batches(ctx, d.l.Full, centres, func(first int, batch [][3]int,
 		h *kgpu.HostBuffer) error {
@@ -420,38 +469,52 @@ func (d *deviceSteps) Offsets(ctx context.Context, centres [][3]int) ([][3]int, 
 		if err != nil {
 			return err
 		}
-		n := len(batch)
 		feats := make([]*kgpu.Buffer, 3)
-		kern := make([]*kgpu.Buffer, 3)
 		for s := range 3 {
 			feats[s] = outs[localize.OutputFeatures[s]]
-			k := ts.Edges[s]
-			kv := 4 * ts.Channels[s] * k * k * k // bytes of one point's kernel
-			if kern[s], err = d.l.kern[s].View(first*kv, n*kv); err != nil {
-				return err
-			}
 		}
-		res, err := d.l.buf("matches", 8*n)
-		if err != nil {
-			return err
-		}
-		if err := d.l.search.SearchDevice(d.s, feats, kern, n, res); err != nil {
-			return err
-		}
-		if err := d.s.CopyToHost(h, res, 8*n); err != nil {
-			return err
-		}
-		if err := d.s.Sync(); err != nil {
-			return err
-		}
-		m := make([]kernels.SimilarityMatch, n)
-		if err := d.l.search.Decode(h.Bytes(), m); err != nil {
-			return err
-		}
-		for _, x := range m {
-			out = append(out, x.Offset)
-		}
-		return nil
+		off, err := d.search(feats, first, len(batch), h)
+		out = append(out, off...)
+		return err
 	})
 	return out, err
+}
+
+// search runs the similarity search of points first..first+n-1, whose feature maps (scale
+// s: [n][C][S^3]) are on the device, against their template kernels, and returns their
+// offsets, copied back through h (8 bytes a point); the stream is drained on return.
+func (d *deviceSteps) search(feats []*kgpu.Buffer, first, n int,
+	h *kgpu.HostBuffer) ([][3]int, error) {
+	ts := d.l.Set
+	kern := make([]*kgpu.Buffer, 3)
+	for s := range 3 {
+		k := ts.Edges[s]
+		kv := 4 * ts.Channels[s] * k * k * k // bytes of one point's kernel
+		var err error
+		if kern[s], err = d.l.kern[s].View(first*kv, n*kv); err != nil {
+			return nil, err
+		}
+	}
+	res, err := d.l.buf("matches", 8*n)
+	if err != nil {
+		return nil, err
+	}
+	if err := d.l.search.SearchDevice(d.s, feats, kern, n, res); err != nil {
+		return nil, err
+	}
+	if err := d.s.CopyToHost(h, res, 8*n); err != nil {
+		return nil, err
+	}
+	if err := d.s.Sync(); err != nil {
+		return nil, err
+	}
+	m := make([]kernels.SimilarityMatch, n)
+	if err := d.l.search.Decode(h.Bytes(), m); err != nil {
+		return nil, err
+	}
+	off := make([][3]int, n)
+	for i, x := range m {
+		off[i] = x.Offset
+	}
+	return off, nil
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/medlsam-fast/medlsam-fast/engine/localize"
 	"github.com/medlsam-fast/medlsam-fast/engine/volume"
+	"github.com/medlsam-fast/medlsam-fast/kernels"
 	kgpu "github.com/medlsam-fast/medlsam-fast/kernels/gpu"
 )
 
@@ -132,4 +133,74 @@ func downloadFloats(t *testing.T, d *kgpu.Device, s *kgpu.Stream, b *kgpu.Buffer
 		t.Fatal(err)
 	}
 	return append([]float32(nil), h.Float32s()[:n]...)
+}
+
+// TestDeviceStepsSearch: the refinement's search on the device (template kernels uploaded
+// once, each batch reading its points' kernels through views) gives the CPU search's
+// offsets for every point, in batches that start past the first point. No TensorRT: the
+// features are uploaded as an engine would leave them.
+func TestDeviceStepsSearch(t *testing.T) {
+	d := openTestDevice(t)
+	s, err := d.NewStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	r := rand.New(rand.NewPCG(21, 22))
+	const points = 7
+	ts := &localize.TemplateSet{Channels: [3]int{5, 3, 4}, Edges: [3]int{2, 4, 8}}
+	for sc := range 3 {
+		k := ts.Edges[sc]
+		ts.Kernels[sc] = make([]float32, points*ts.Channels[sc]*k*k*k)
+		for i := range ts.Kernels[sc] {
+			ts.Kernels[sc][i] = r.Float32()*2 - 1
+		}
+	}
+	search, err := d.NewSimilaritySearch(ts.Scales(), localize.Patch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &DeviceLocaliser{Dev: d, Set: ts, search: search, ws: map[string]*kgpu.Buffer{}}
+	defer l.Close()
+	if err := l.uploadKernels(); err != nil {
+		t.Fatal(err)
+	}
+	cpu, err := localize.CPUKernels{}.NewSimilaritySearch(ts.Scales(), localize.Patch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := d.AllocHost(16 * points)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	steps := &deviceSteps{l: l, s: s}
+	for _, batch := range [][2]int{{0, 3}, {3, 4}, {6, 1}} {
+		first, n := batch[0], batch[1]
+		feats := make([][]float32, 3)
+		kern := make([][]float32, 3)
+		bufs := make([]*kgpu.Buffer, 3)
+		for sc := range 3 {
+			size, k, c := 8*ts.Edges[sc], ts.Edges[sc], ts.Channels[sc]
+			feats[sc] = make([]float32, n*c*size*size*size)
+			for i := range feats[sc] {
+				feats[sc][i] = r.Float32()*2 - 1
+			}
+			kern[sc] = ts.Kernels[sc][first*c*k*k*k : (first+n)*c*k*k*k]
+			bufs[sc] = uploadFloats(t, d, s, feats[sc])
+		}
+		got, err := steps.search(bufs, first, n, h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := make([]kernels.SimilarityMatch, n)
+		if err := cpu.Search(feats, kern, want); err != nil {
+			t.Fatal(err)
+		}
+		for i := range n {
+			if got[i] != want[i].Offset {
+				t.Errorf("point %d: device offset %v, CPU %v", first+i, got[i], want[i].Offset)
+			}
+		}
+	}
 }

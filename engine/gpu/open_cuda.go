@@ -69,8 +69,10 @@ func DevicePipeline(dir string, log *slog.Logger) PipelineOpener {
 				continue
 			}
 			e, err := trt.Open(plan, opt)
-			if err != nil {
-				return nil, nil, errors.Join(err, st.Close(), release())
+			if err != nil { // jobs that give their boxes still run
+				log.Warn("gpu pipeline: MedLAM engine not opened; jobs with a template set "+
+					"will fail", "engine", plan, "err", err)
+				continue
 			}
 			closers = append(closers, e.Close)
 			*m.dst = e

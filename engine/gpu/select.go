@@ -80,8 +80,9 @@ type Choice struct {
 	// must match on it.
 	Device  Device
 	Machine trt.Machine
-	// Engines maps each model to its plan file.
-	Engines map[string]string
+	// Engines maps each model to its plan file, and Manifests to that plan's manifest.
+	Engines   map[string]string
+	Manifests map[string]*trt.EngineManifest
 	// EncoderBatch is the SAM encoder batch that fits in the device's free memory.
 	EncoderBatch int
 }
@@ -140,6 +141,7 @@ func tryGPU(env Env) (Choice, string) {
 		return Choice{}, err.Error()
 	}
 	c := Choice{Backend: TensorRT, Device: dev, Engines: map[string]string{},
+		Manifests: map[string]*trt.EngineManifest{},
 		Machine: trt.Machine{GPUName: dev.Name, ComputeCapability: dev.ComputeCapability,
 			TensorRT: ver}}
 	if env.Engines == "" {
@@ -157,7 +159,7 @@ func tryGPU(env Env) (Choice, string) {
 				continue
 			}
 			if st.Err == nil {
-				c.Engines[model] = st.Plan
+				c.Engines[model], c.Manifests[model] = st.Plan, st.Manifest
 				break
 			}
 			errs = append(errs, st.Err)
@@ -178,7 +180,7 @@ func tryGPU(env Env) (Choice, string) {
 	for _, model := range env.Optional {
 		for _, st := range found {
 			if st.Err == nil && st.Manifest != nil && st.Manifest.Model == model {
-				c.Engines[model] = st.Plan
+				c.Engines[model], c.Manifests[model] = st.Plan, st.Manifest
 				break
 			}
 		}

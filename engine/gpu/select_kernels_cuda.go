@@ -54,6 +54,11 @@ func (k *deviceKernels) ResampleNearest(dst []float32, dstShape [3]int, src []fl
 	return k.d.ResampleNearest(dst, dstShape, src, srcShape, r)
 }
 
+func (k *deviceKernels) ZoomCubic(dst []float32, dstShape [3]int, src []float32,
+	srcShape [3]int) error {
+	return k.d.ZoomCubic(dst, dstShape, src, srcShape)
+}
+
 func (k *deviceKernels) NormalizeHU(dst, src []float32) error { return k.d.NormalizeHU(dst, src) }
 
 func (k *deviceKernels) NewSimilaritySearch(scales []kernels.SimilarityScale,

@@ -170,8 +170,11 @@ func (d *DeviceStages) Localise(ctx context.Context, ds DevStream, vol DevMem, l
 		return nil, nil, err
 	}
 	seg := segment.FromLocalization(res)
+	if len(seg) == 0 {
+		return nil, nil, fmt.Errorf("%s: no organ to segment", job.Query)
+	}
 	if err := segment.ValidateOrgans(seg, l.Shape); err != nil {
-		return nil, nil, err
+		return nil, nil, fmt.Errorf("%w (query %s)", err, job.Query)
 	}
 	var organs []Organ
 	for _, o := range seg {
@@ -196,10 +199,11 @@ func (d *DeviceStages) localiser(job Job) (*DeviceLocaliser, error) {
 	if d.loc != nil && d.locKey == key {
 		return d.loc, nil
 	}
-	if err := d.loc.Close(); err != nil {
+	old := d.loc
+	d.loc, d.locKey = nil, "" // never reuse a localiser whose Close failed
+	if err := old.Close(); err != nil {
 		return nil, err
 	}
-	d.loc, d.locKey = nil, ""
 	ts, err := localize.LoadTemplateSet(job.Templates, d.MedLAM.Manifest().ONNXSHA256)
 	if err != nil {
 		return nil, err

@@ -1,14 +1,13 @@
 package localize
 
 import (
-	"fmt"
-
 	"github.com/medlsam-fast/medlsam-fast/engine/volume"
 	"github.com/medlsam-fast/medlsam-fast/kernels"
 )
 
-// Kernels are the hot kernels localisation runs: the resampling of a volume to 3 mm, the
-// HU normalisation and the multi-scale similarity search of the refinement step. Their
+// Kernels are the hot kernels localisation runs: the resampling of a volume to 3 mm (both
+// conventions' image resampling; labels go through the CPU's one-hot kernel for Reference),
+// the HU normalisation and the multi-scale similarity search of the refinement step. Their
 // arguments and results are those of the package kernels functions of the same names.
 // CPUKernels is the default; engine/gpu offers a GPU implementation in binaries built with
 // the `cuda` tag. An implementation must be safe for concurrent use.
@@ -17,6 +16,8 @@ type Kernels interface {
 		r [3]float64) error
 	ResampleNearest(dst []float32, dstShape [3]int, src []float32, srcShape [3]int,
 		r [3]float64) error
+	// ZoomCubic is the Reference resampling of images (kernels.ZoomCubic).
+	ZoomCubic(dst []float32, dstShape [3]int, src []float32, srcShape [3]int) error
 	NormalizeHU(dst, src []float32) error
 	// NewSimilaritySearch returns a search over scales (kernels.NewSimilaritySearch's
 	// arguments), which the caller closes.
@@ -48,6 +49,12 @@ func (CPUKernels) ResampleNearest(dst []float32, dstShape [3]int, src []float32,
 	return kernels.ResampleNearest(dst, dstShape, src, srcShape, r)
 }
 
+// ZoomCubic is kernels.ZoomCubic.
+func (CPUKernels) ZoomCubic(dst []float32, dstShape [3]int, src []float32,
+	srcShape [3]int) error {
+	return kernels.ZoomCubic(dst, dstShape, src, srcShape)
+}
+
 // NormalizeHU is kernels.NormalizeHU.
 func (CPUKernels) NormalizeHU(dst, src []float32) error { return kernels.NormalizeHU(dst, src) }
 
@@ -75,10 +82,11 @@ func kernelsOr(k Kernels) Kernels {
 }
 
 // resampleReference writes into dst, of the given shape (PlanGrid's), the 3 mm grid of las
-// as the reference implementation makes it (Reference): images by kernels.ZoomCubic on
-// scipy's grid, labels by kernels.ResampleLabelsOneHot on torch's, with the reference's
-// zoom factors (spacing / 3 mm).
-func resampleReference(dst []float32, shape [3]int, las *volume.Volume, kind Kind) error {
+// as the reference implementation makes it (Reference): images by k's ZoomCubic on scipy's
+// grid, labels by kernels.ResampleLabelsOneHot on torch's (on the CPU: label maps are only
+// the templates'), with the reference's zoom factors (spacing / 3 mm).
+func resampleReference(k Kernels, dst []float32, shape [3]int, las *volume.Volume,
+	kind Kind) error {
 	if kind == Labels {
 		var f [3]float64
 		for a := range 3 {
@@ -86,15 +94,14 @@ func resampleReference(dst []float32, shape [3]int, las *volume.Volume, kind Kin
 		}
 		return kernels.ResampleLabelsOneHot(dst, shape, las.Data, las.Shape, f)
 	}
-	return kernels.ZoomCubic(dst, shape, las.Data, las.Shape)
+	return k.ZoomCubic(dst, shape, las.Data, las.Shape)
 }
 
-// fill allocates geom's voxels, refusing grids over maxGridVoxels before allocating, and
-// has write fill them.
+// fill allocates geom's voxels (PlanGrid bounded their number) and has write fill them.
 func fill(geom *volume.Volume, write func(dst []float32) error) error {
 	n, err := volume.NumVoxels(geom.Shape)
-	if err != nil || n > maxGridVoxels {
-		return fmt.Errorf("3 mm grid %v has more than %d voxels", geom.Shape, maxGridVoxels)
+	if err != nil {
+		return err
 	}
 	geom.Data = make([]float32, n)
 	return write(geom.Data)

@@ -44,6 +44,14 @@ func (r *recKernels) ResampleNearest(dst []float32, dstShape [3]int, src []float
 	return CPUKernels{}.ResampleNearest(dst, dstShape, src, srcShape, ratio)
 }
 
+func (r *recKernels) ZoomCubic(dst []float32, dstShape [3]int, src []float32,
+	srcShape [3]int) error {
+	if err := r.count("zoom"); err != nil {
+		return err
+	}
+	return CPUKernels{}.ZoomCubic(dst, dstShape, src, srcShape)
+}
+
 func (r *recKernels) NormalizeHU(dst, src []float32) error {
 	if err := r.count("hu"); err != nil {
 		return err
@@ -97,11 +105,13 @@ func TestPrepareWithKernels(t *testing.T) {
 	tests := []struct {
 		name string
 		kind Kind
-		in   any
+		res  Resampling
 		want map[string]int
 	}{
-		{"image", Image, v, map[string]int{"trilinear": 1, "hu": 1}},
-		{"labels", Labels, lab, map[string]int{"nearest": 1}},
+		{"image", Image, Linear, map[string]int{"trilinear": 1, "hu": 1}},
+		{"labels", Labels, Linear, map[string]int{"nearest": 1}},
+		{"image reference", Image, Reference, map[string]int{"zoom": 1, "hu": 1}},
+		{"labels reference", Labels, Reference, nil}, // one-hot labels: the CPU's kernel
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -109,12 +119,13 @@ func TestPrepareWithKernels(t *testing.T) {
 			if tc.kind == Labels {
 				src = lab
 			}
-			want, err := Prepare(src, "q", tc.kind)
+			want, err := PrepareWith(Config{Resampling: tc.res}, src, "q", tc.kind)
 			if err != nil {
 				t.Fatal(err)
 			}
 			rec := &recKernels{}
-			got, err := PrepareWith(Config{Kernels: rec}, src, "q", tc.kind)
+			got, err := PrepareWith(Config{Kernels: rec, Resampling: tc.res}, src, "q",
+				tc.kind)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -125,8 +136,12 @@ func TestPrepareWithKernels(t *testing.T) {
 				t.Errorf("grid through the kernels differs from Prepare's (shape %v vs %v)",
 					got.Vol.Shape, want.Vol.Shape)
 			}
+			if tc.want == nil {
+				return
+			}
 			bad := &recKernels{err: errors.New("device lost")}
-			if _, err := PrepareWith(Config{Kernels: bad}, src, "q.nii.gz", tc.kind); err == nil ||
+			if _, err := PrepareWith(Config{Kernels: bad, Resampling: tc.res}, src, "q.nii.gz",
+				tc.kind); err == nil ||
 				!strings.Contains(err.Error(), "device lost") ||
 				!strings.Contains(err.Error(), "q.nii.gz") {
 				t.Errorf("failing kernel: error %v, want the kernel's naming the file", err)

@@ -28,8 +28,8 @@ const (
 	// (n-1)/(n_out-1) input voxels: at the far end of an axis the mapped position is off by
 	// 1.5 to 4.5 mm less the input spacing s (up to about one 3 mm voxel). Template points
 	// are read on the label grid and used on the image grid as they are, as in the
-	// reference. The network was trained on such volumes. It runs on the CPU whatever the
-	// kernels (TODO(#5): CUDA twins of both kernels).
+	// reference. The network was trained on such volumes. Images resample with the
+	// kernels' ZoomCubic (the GPU's too); label maps, which only templates have, on the CPU.
 	Reference Resampling = "reference"
 )
 
@@ -71,7 +71,7 @@ func Prepare(v *volume.Volume, source string, kind Kind) (*Grid, error) {
 }
 
 // PrepareWith is Prepare with c.Resampling, and with the resampling and the normalisation
-// run by c.Kernels (CPUKernels when nil; Reference resampling always runs on the CPU).
+// run by c.Kernels (CPUKernels when nil; Reference label maps always resample on the CPU).
 func PrepareWith(c Config, v *volume.Volume, source string, kind Kind) (*Grid, error) {
 	k := kernelsOr(c.Kernels)
 	if v == nil {
@@ -93,7 +93,7 @@ func PrepareWith(c Config, v *volume.Volume, source string, kind Kind) (*Grid, e
 	case !plan.Resample:
 		g.Vol = las
 	case g.resampling == Reference:
-		err = fill(g.Vol, func(dst []float32) error { return resampleReference(dst, g.Vol.Shape, las, kind) })
+		err = fill(g.Vol, func(dst []float32) error { return resampleReference(k, dst, g.Vol.Shape, las, kind) })
 	default:
 		err = fill(g.Vol, func(dst []float32) error {
 			if kind == Labels {
@@ -189,6 +189,10 @@ func PlanGrid(v *volume.Volume, source string, res Resampling, kind Kind) (*Grid
 		for a := range 3 {
 			affine[row][a] *= plan.Ratio[a]
 		}
+	}
+	if n, err := volume.NumVoxels(shape); err != nil || n > maxGridVoxels {
+		return nil, fmt.Errorf("localize: %s: 3 mm grid %v has more than %d voxels", source,
+			shape, maxGridVoxels)
 	}
 	g.Vol = &volume.Volume{Shape: shape, Spacing: [3]float64{Spacing, Spacing, Spacing},
 		Affine: affine}

@@ -162,3 +162,15 @@ func at(q *Grid, z, y, x int) float32 {
 	}
 	return q.Vol.Data[x+d[2]*(y+d[1]*z)]
 }
+
+// TestPlanGridRefusesHugeGrids: a 3 mm grid over maxGridVoxels is refused from the geometry
+// alone, before any voxel is allocated, naming the source.
+func TestPlanGridRefusesHugeGrids(t *testing.T) {
+	v := &volume.Volume{Shape: [3]int{4000, 4000, 100}, Spacing: [3]float64{2.9, 2.9, 9},
+		Affine: volume.Affine{{-2.9, 0, 0, 0}, {0, 2.9, 0, 0}, {0, 0, 9, 0}, {0, 0, 0, 1}}}
+	_, err := PlanGrid(v, "huge.nii.gz", Linear, Image)
+	if err == nil || !strings.Contains(err.Error(), "huge.nii.gz") ||
+		!strings.Contains(err.Error(), "more than") {
+		t.Fatalf("error %v", err)
+	}
+}

@@ -48,7 +48,8 @@ __global__ void crop_kernel(float *__restrict__ dst, const float *__restrict__ g
 __global__ void gather_kernel(float *__restrict__ dst, const float *__restrict__ grid, int dz,
                               int dy, int dx, const int *__restrict__ points, int offset,
                               int n) {
-    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < (size_t)n;
+         i += (size_t)gridDim.x * blockDim.x) {
         int z = points[3 * i] - offset, y = points[3 * i + 1] - offset,
             x = points[3 * i + 2] - offset;
         float v = 0.0f;
