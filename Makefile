@@ -9,6 +9,7 @@ CUDA_OUT := build/out/cuda
 FUZZTIME ?= 60s
 
 .PHONY: all setup demo test test-go test-python lint fuzz check cuda cuda-test-bins tensorrt \
+	trt-shim-check \
 	arm64-check \
 	testdata-zoom \
 	clean models
@@ -122,6 +123,23 @@ tensorrt:
 		exit 1; }
 	CGO_LDFLAGS="-L$(TENSORRT_ROOT)/lib $${CGO_LDFLAGS:-}" $(GO) build -tags cuda,tensorrt \
 		-trimpath -o bin/medlsam-fast-trt ./cmd/medlsam-fast
+
+# trt-shim-check compiles the TensorRT shim (trt/shim.cpp) against the headers of a
+# TensorRT release, with every warning of the shim an error (the headers' own are not), and
+# lists the TensorRT symbols it needs from libnvinfer: a check for machines that have the
+# headers (a release's include/ directory) but no TensorRT library or GPU. CUDA's headers
+# come from nvcc's package (bash build/setup.sh --cuda).
+TENSORRT_INCLUDE ?= $(if $(TENSORRT_ROOT),$(TENSORRT_ROOT)/include)
+trt-shim-check:
+	@test -n "$(TENSORRT_INCLUDE)" || { echo "trt-shim-check: set TENSORRT_INCLUDE to a" \
+		"TensorRT include/ directory (or TENSORRT_ROOT)"; exit 2; }
+	@mkdir -p build/out
+	$(CXX) -std=c++17 -Wall -Wextra -Werror -isystem $(TENSORRT_INCLUDE) -c \
+		-o build/out/trt-shim-check.o -x c++ trt/shim.cpp
+	@grep -h "define TRT_\(MAJOR\|MINOR\|PATCH\)_ENTERPRISE\|define NV_TENSORRT_\(MAJOR\|MINOR\|PATCH\) [0-9]" \
+		$(TENSORRT_INCLUDE)/NvInferVersion.h
+	@echo "trt-shim-check: compiled; TensorRT symbols it links:"
+	@nm -C build/out/trt-shim-check.o | awk '$$1 == "U" && $$2 !~ /^(std::|__|_Unwind|operator|vtable|typeinfo|_GLOBAL|snprintf|memcpy|strlen)/ {print "  " $$2}'
 
 models: models-medlam models-sam
 

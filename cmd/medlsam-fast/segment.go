@@ -107,11 +107,6 @@ func runSegment(args []string, stdout io.Writer) (err error) {
 		slog.Info("segment: localising in this process", "reason", "no MedLAM engine in "+
 			lf.gpu.engines)
 	}
-	if onGPU && *perOrgan {
-		// TODO(#6): per-organ masks from the label map the worker writes.
-		return fmt.Errorf("%w: --per-organ is not available with the GPU backend yet; "+
-			"give --backend cpu", errUsage)
-	}
 	kern, err := lf.gpu.openKernels()
 	if err != nil {
 		return err
@@ -186,7 +181,7 @@ func runSegment(args []string, stdout io.Writer) (err error) {
 			batch = *samBatch
 		}
 		rep, err = segmentOnGPU(ctx, fs.Args(), locate, onDevice, *outDir, lf.gpu.engines,
-			batch)
+			batch, *perOrgan)
 		for _, q := range rep.Queries {
 			written = append(written, q.Output...)
 		}
@@ -309,9 +304,11 @@ type deviceLocalisation struct {
 // with that template set (saved to a file for it); otherwise each query is localised here
 // (locate) and its boxes written to a JSON file for the worker. The supervisor restarts a
 // crashed worker and retries with a smaller encoder batch (starting at batch). The label
-// maps are read back to count each organ's voxels for the report.
+// maps are read back to count each organ's voxels for the report, and with perOrgan to
+// write one binary mask per organ beside each.
 func segmentOnGPU(ctx context.Context, queries []string, locate locator,
-	onDevice *deviceLocalisation, outDir, engines string, batch int) (segmentReport, error) {
+	onDevice *deviceLocalisation, outDir, engines string, batch int,
+	perOrgan bool) (segmentReport, error) {
 	tmp, err := os.MkdirTemp("", "medlsam-organs-")
 	if err != nil {
 		return segmentReport{}, fmt.Errorf("segment: %w", err)
@@ -399,6 +396,17 @@ func segmentOnGPU(ctx context.Context, queries []string, locate locator,
 			q.Segmentation.Organs = append(q.Segmentation.Organs, or)
 		}
 		q.Output = []string{jobs[i].Mask}
+		if perOrgan {
+			var labels []int
+			for _, o := range q.Segmentation.Organs {
+				labels = append(labels, o.Label)
+			}
+			files, err := segment.WriteOrganMasks(m.Volume, labels, m.Header, jobs[i].Mask)
+			q.Output = append(q.Output, files...)
+			if err != nil {
+				return rep, err
+			}
+		}
 	}
 	if len(failed) > 0 {
 		return rep, fmt.Errorf("segment: %d of %d queries failed on the GPU: %s", len(failed),

@@ -207,7 +207,8 @@ func TestSegmentGPUBackend(t *testing.T) {
 				t.Fatal(err)
 			}
 			out, errs, code := runCmd(t, "segment", "--boxes", boxesFile, "--backend", "gpu",
-				"--engines", filepath.Join(dir, "engines"), "--sam-batch", "8", "-d", dir, q)
+				"--engines", filepath.Join(dir, "engines"), "--sam-batch", "8", "--per-organ",
+				"-d", dir, q)
 			if code != 0 {
 				t.Fatalf("segment: exit %d: %s", code, errs)
 			}
@@ -220,7 +221,10 @@ func TestSegmentGPUBackend(t *testing.T) {
 			}
 			r := rep.Queries[0]
 			mask := filepath.Join(dir, "q_mask.nii.gz")
-			if r.Backend != "tensorrt" || len(r.Output) != 1 || r.Output[0] != mask ||
+			perOrgan := []string{filepath.Join(dir, "q_mask_label3.nii.gz"),
+				filepath.Join(dir, "q_mask_label9.nii.gz")}
+			if r.Backend != "tensorrt" || len(r.Output) != 3 || r.Output[0] != mask ||
+				r.Output[1] != perOrgan[0] || r.Output[2] != perOrgan[1] ||
 				r.Localization != nil {
 				t.Errorf("report: backend %q, outputs %v, localisation %v", r.Backend,
 					r.Output, r.Localization)
@@ -236,6 +240,21 @@ func TestSegmentGPUBackend(t *testing.T) {
 				want := 1
 				for a := 0; a < 3; a++ {
 					want *= bx.Max[a] - bx.Min[a] + 1
+				}
+				m, err := nifti.Read(perOrgan[n], nifti.ReadOptions{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				ones := 0
+				for _, v := range m.Volume.Data {
+					if v == 1 {
+						ones++
+					} else if v != 0 {
+						t.Fatalf("%s holds %v", perOrgan[n], v)
+					}
+				}
+				if ones != want {
+					t.Errorf("%s: %d voxels set, want %d", perOrgan[n], ones, want)
 				}
 				if o.Voxels != want || o.FirstSlice != bx.Min[2] || o.LastSlice != bx.Max[2] ||
 					o.Slices != bx.Max[2]-bx.Min[2]+1 {
@@ -364,8 +383,6 @@ func TestDeviceFlags(t *testing.T) {
 			false, 2, "--backend"},
 		{"localize bad kernels", []string{"localize", tpl, "--organs", "1", "--kernels",
 			"fpga", q}, false, 2, "--kernels"},
-		{"segment per-organ on gpu", []string{"segment", "--boxes", boxes, "--backend",
-			"gpu", "--per-organ", q}, true, 2, "--per-organ is not available"},
 	}
 	if gpu.CUDABuilt() {
 		t.Log("CUDA build: the --kernels gpu case depends on the device")

@@ -28,7 +28,27 @@ func Write(r *Result, like *nifti.Header, path string, perOrgan bool) (files []s
 		Like: like}); err != nil {
 		return nil, fmt.Errorf("segment: %w", err)
 	}
-	files = []string{path}
+	if !perOrgan {
+		return []string{path}, nil
+	}
+	labels := make([]int, len(r.Report.Organs))
+	for n, o := range r.Report.Organs {
+		labels[n] = o.Label
+	}
+	masks, err := WriteOrganMasks(r.Labels, labels, like, path)
+	if err != nil {
+		os.Remove(path)
+		return nil, err
+	}
+	return append([]string{path}, masks...), nil
+}
+
+// WriteOrganMasks writes, beside the label map stored at path, one binary mask per label of
+// labels cut from the label map vol (<path without extension>_label<N>.nii.gz, uint8, the
+// geometry of like), and returns their names. On failure it removes those it wrote and
+// returns none.
+func WriteOrganMasks(vol *volume.Volume, labels []int, like *nifti.Header,
+	path string) (files []string, err error) {
 	defer func() {
 		if err != nil {
 			for _, f := range files {
@@ -37,21 +57,18 @@ func Write(r *Result, like *nifti.Header, path string, perOrgan bool) (files []s
 			files = nil
 		}
 	}()
-	if !perOrgan {
-		return files, nil
-	}
 	stem := strings.TrimSuffix(strings.TrimSuffix(path, ".gz"), ".nii")
-	m := &volume.Volume{Data: make([]float32, len(r.Labels.Data)), Shape: r.Labels.Shape,
-		Spacing: r.Labels.Spacing, Affine: r.Labels.Affine}
-	for _, o := range r.Report.Organs {
-		want := float32(o.Label)
-		for i, v := range r.Labels.Data {
+	m := &volume.Volume{Data: make([]float32, len(vol.Data)), Shape: vol.Shape,
+		Spacing: vol.Spacing, Affine: vol.Affine}
+	for _, label := range labels {
+		want := float32(label)
+		for i, v := range vol.Data {
 			m.Data[i] = 0
 			if v == want {
 				m.Data[i] = 1
 			}
 		}
-		p := fmt.Sprintf("%s_label%d.nii.gz", stem, o.Label)
+		p := fmt.Sprintf("%s_label%d.nii.gz", stem, label)
 		opt := nifti.WriteOptions{Datatype: nifti.Uint8, Like: like}
 		if err := nifti.Write(p, m, opt); err != nil {
 			return files, fmt.Errorf("segment: %w", err) // the deferred clean-up reads files
