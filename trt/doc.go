@@ -5,6 +5,12 @@
 // TensorRT 10.x and 11.x), built by CMake into libmedlsam_trt.a and linked only under the
 // `tensorrt` build tag (cgo.go). Without the tag the package still compiles, and every entry
 // point that needs TensorRT returns ErrNotBuilt, which wraps backend.ErrUnavailable.
+// TensorRT cannot be installed on the development machines, but `make trt-shim-check
+// TENSORRT_INCLUDE=DIR` compiles the shim against a release's headers with every warning of
+// the shim an error (deprecations included). On 2026-12-04 it passed against the headers of
+// TensorRT 10.16.0 (NVIDIA/TensorRT) and of 11.2.1 (NvInferRuntime.h, NvInferImpl.h and
+// NvInferVersion.h of 11.2.1, the rest of the include chain from 10.16 and 11.0); the shim
+// links only createInferRuntime_INTERNAL and getInferLib{Major,Minor,Patch}Version.
 //
 // Every decision that can be made in Go is made here, in files that build without the tag
 // and talk to the shim through the small native interface (native.go), so that they are
