@@ -4,6 +4,7 @@ package gpu
 
 import (
 	"encoding/binary"
+	"math"
 	"math/rand/v2"
 	"testing"
 
@@ -222,4 +223,76 @@ func BenchmarkStagedSAMPreprocess(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkReorient permutes and flips the benchmark CT (RPI to LAS-like: i and j flipped,
+// axes kept): every voxel read and written once.
+func BenchmarkReorient(b *testing.B) {
+	d, s := benchStream(b)
+	n := shapeLen(benchVolume)
+	src := upload(b, d, s, randomCT(rand.New(rand.NewPCG(11, 12)), n))
+	dst := benchAlloc(b, d, 4*n)
+	b.SetBytes(int64(8 * n))
+	benchLoop(b, s, func() error {
+		return s.Reorient(dst, src, benchVolume, [3]int{0, 1, 2}, [3]bool{true, true, false})
+	})
+}
+
+// BenchmarkCropPatches cuts 96 MedLAM crops (64^3, the engine's largest batch) from a 3 mm
+// grid of the benchmark CT's extent, some across its faces: the crops are written once and
+// (about) read once.
+func BenchmarkCropPatches(b *testing.B) {
+	d, s := benchStream(b)
+	dims := [3]int{100, 131, 131} // (z, y, x) of 300 x 0.77 x 512 at 3 mm
+	grid := upload(b, d, s, randomCT(rand.New(rand.NewPCG(13, 14)), shapeLen(dims)))
+	const n, edge = 96, 64
+	rng := rand.New(rand.NewPCG(15, 16))
+	flat := make([]float32, 3*n)
+	for i := range flat {
+		flat[i] = math.Float32frombits(uint32(int32(32 + rng.IntN(dims[i%3]+64))))
+	}
+	centres := upload(b, d, s, flat)
+	dst := benchAlloc(b, d, 4*n*edge*edge*edge)
+	b.SetBytes(int64(2 * 4 * n * edge * edge * edge))
+	benchLoop(b, s, func() error {
+		return s.CropPatches(dst, grid, dims, centres, n, 2*32, edge)
+	})
+}
+
+// BenchmarkGatherRows gathers 64 SAM image embeddings (4 MiB each, the decoder's largest
+// batch) from an encoder batch of 32: every byte read and written once.
+func BenchmarkGatherRows(b *testing.B) {
+	d, s := benchStream(b)
+	const row, rows, n = 4 * 256 * 64 * 64, 32, 64
+	src := benchAlloc(b, d, row*rows)
+	flat := make([]float32, n)
+	for i := range flat {
+		flat[i] = math.Float32frombits(uint32(int32(i * 7 % rows)))
+	}
+	idx := upload(b, d, s, flat)
+	dst := benchAlloc(b, d, row*n)
+	b.SetBytes(int64(2 * row * n))
+	benchLoop(b, s, func() error { return s.GatherRows(dst, src, row, idx, n) })
+}
+
+// BenchmarkZoomCubic is the reference resampling of the benchmark CT at 0.77 x 0.77 x 2.5 mm
+// to 3 mm. The bytes count its volumes in and out once each; the three passes move more
+// (two intermediates, float64 coefficients), so its GB/s is a floor on what it moves.
+func BenchmarkZoomCubic(b *testing.B) {
+	d, s := benchStream(b)
+	f := [3]float64{0.77 / 3, 0.77 / 3, 2.5 / 3}
+	out, err := kernels.ZoomShape(benchVolume, f)
+	if err != nil {
+		b.Fatal(err)
+	}
+	src := upload(b, d, s, randomCT(rand.New(rand.NewPCG(17, 18)), shapeLen(benchVolume)))
+	dst := benchAlloc(b, d, 4*shapeLen(out))
+	ws := benchAlloc(b, d, ZoomCubicWorkspace(out, benchVolume))
+	h, err := d.AllocHost(ZoomCubicTablesBytes(out))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = h.Close() })
+	b.SetBytes(int64(4 * (shapeLen(benchVolume) + shapeLen(out))))
+	benchLoop(b, s, func() error { return s.ZoomCubic(dst, src, out, benchVolume, ws, h) })
 }

@@ -90,8 +90,8 @@ func (s *Stream) zoomOp(dst, src *Buffer, dstShape, srcShape [3]int, ws *Buffer,
 
 // ZoomCubic enqueues kernels.ZoomCubic of src (srcShape) into dst (dstShape), device
 // buffers, with ws (ZoomCubicWorkspace bytes) as workspace. The tables are filled into the
-// pinned buffer h (ZoomCubicTablesBytes), which must stay open until the stream has
-// passed the work.
+// pinned buffer h (ZoomCubicTablesBytes) and copied from it asynchronously: h must stay
+// open, and not be refilled for other shapes, until the stream has passed the work.
 func (s *Stream) ZoomCubic(dst, src *Buffer, dstShape, srcShape [3]int, ws *Buffer,
 	h *HostBuffer) error {
 	f, tables, err := s.zoomOp(dst, src, dstShape, srcShape, ws, h)
