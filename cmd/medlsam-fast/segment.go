@@ -324,9 +324,9 @@ func segmentOnGPU(ctx context.Context, queries []string, locate locator,
 		}
 	}
 	for i, path := range queries {
-		// TODO(#6): with onDevice only the header is needed here (shape and spacing for the
-		// report); the worker reads the voxels again.
-		img, err := nifti.Read(path, nifti.ReadOptions{})
+		// When the worker localises, only the header is needed here (shape and spacing for
+		// the report): the voxels are read once, by the worker, into pinned memory.
+		img, err := nifti.Read(path, nifti.ReadOptions{HeaderOnly: onDevice != nil})
 		if err != nil {
 			return rep, err
 		}

@@ -37,6 +37,10 @@ type ReadOptions struct {
 	// memory so that the voxels are decoded straight into what is copied to the device. It
 	// must return exactly n values; an error from it ends the read.
 	Voxels func(n int) ([]float32, error)
+	// HeaderOnly stops after the header and extensions, checked as for a full read: the
+	// Image's Volume has Shape, Spacing and Affine but no Data. A .nii.gz is then inflated
+	// only as far as its header and extensions.
+	HeaderOnly bool
 }
 
 // maxBytes returns the memory cap opt sets.
@@ -80,7 +84,8 @@ func Read(path string, opt ReadOptions) (*Image, error) {
 	var ra io.ReaderAt = f
 	var magic [2]byte
 	n, _ := f.ReadAt(magic[:], 0)
-	if n == 2 && magic[0] == 0x1f && magic[1] == 0x8b && st.Size() <= maxBytes(opt) {
+	if n == 2 && magic[0] == 0x1f && magic[1] == 0x8b && st.Size() <= maxBytes(opt) &&
+		!opt.HeaderOnly {
 		// The compressed bytes are read once into memory: the inflater's fast path for
 		// in-memory input beats a buffered file reader by a wide margin. A file larger
 		// than the memory cap is streamed instead, so the cap bounds this buffer too.
@@ -249,6 +254,9 @@ func decode(ra io.ReaderAt, size int64, opt ReadOptions) (*Image, error) {
 		Shape:   h.Shape(),
 		Spacing: [3]float64{h.Pixdim[1], h.Pixdim[2], h.Pixdim[3]},
 		Affine:  aff,
+	}
+	if opt.HeaderOnly {
+		return &Image{Header: h, Volume: vol}, nil
 	}
 	slope, inter, _ := h.scaling()
 	plan := planScaling(h.Datatype, slope, inter)

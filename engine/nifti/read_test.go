@@ -545,3 +545,37 @@ func TestReadIntoCallerBuffer(t *testing.T) {
 		}
 	}
 }
+
+// TestReadHeaderOnly: the geometry and header of a header-only read equal a full read's,
+// with no voxels, for plain and gzip files; a broken header is still refused.
+func TestReadHeaderOnly(t *testing.T) {
+	for _, gz := range []bool{false, true} {
+		f := baseFixture(1, orders[1].bo, Float32)
+		f.gz = gz
+		f.dim = [8]int64{3, 9, 4, 6, 1, 1, 1, 1}
+		f.exts = []Extension{{Code: 6, Data: []byte("kept")}}
+		f.values = make([]float64, f.nvox())
+		p := f.save(t, fmt.Sprint("header-", gz))
+		full, err := Read(p, ReadOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		hdr, err := Read(p, ReadOptions{HeaderOnly: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		v, w := hdr.Volume, full.Volume
+		if v.Data != nil || v.Shape != w.Shape || v.Spacing != w.Spacing ||
+			v.Affine != w.Affine || len(hdr.Header.Extensions) != 1 ||
+			hdr.Header.Datatype != full.Header.Datatype {
+			t.Errorf("gz %v: header-only %+v %+v, full %+v", gz, hdr.Header, v, w)
+		}
+	}
+	bad := filepath.Join(t.TempDir(), "bad.nii")
+	if err := os.WriteFile(bad, make([]byte, 40), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Read(bad, ReadOptions{HeaderOnly: true}); err == nil {
+		t.Error("a truncated header was accepted")
+	}
+}
