@@ -128,13 +128,14 @@ tensorrt:
 # TensorRT release, with every warning of the shim an error (the headers' own are not), and
 # lists the TensorRT symbols it needs from libnvinfer: a check for machines that have the
 # headers (a release's include/ directory) but no TensorRT library or GPU. CUDA's headers
-# come from nvcc's package (bash build/setup.sh --cuda).
+# come from nvcc's package (bash build/setup.sh --cuda), or CUDA_INCLUDE.
 TENSORRT_INCLUDE ?= $(if $(TENSORRT_ROOT),$(TENSORRT_ROOT)/include)
 trt-shim-check:
 	@test -n "$(TENSORRT_INCLUDE)" || { echo "trt-shim-check: set TENSORRT_INCLUDE to a" \
 		"TensorRT include/ directory (or TENSORRT_ROOT)"; exit 2; }
 	@mkdir -p build/out
-	$(CXX) -std=c++17 -Wall -Wextra -Werror -isystem $(TENSORRT_INCLUDE) -c \
+	$(CXX) -std=c++17 -Wall -Wextra -Werror -isystem $(TENSORRT_INCLUDE) \
+		$(if $(CUDA_INCLUDE),-isystem $(CUDA_INCLUDE)) -c \
 		-o build/out/trt-shim-check.o -x c++ trt/shim.cpp
 	@grep -h "define TRT_\(MAJOR\|MINOR\|PATCH\)_ENTERPRISE\|define NV_TENSORRT_\(MAJOR\|MINOR\|PATCH\) [0-9]" \
 		$(TENSORRT_INCLUDE)/NvInferVersion.h

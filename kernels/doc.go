@@ -51,7 +51,7 @@
 // ZoomCubic (scipy's zoom: cubic B-spline, mirror boundaries, corner-aligned grid, values
 // within float32 rounding of scipy's, its zeroed far faces included) and
 // ResampleLabelsOneHot (torch's one-hot trilinear argmax on the half-pixel grid of a scale
-// factor). ZoomCubic has a CUDA twin (kernels/cuda/zoom.cu, bit for bit on amd64 hosts;
+// factor). ZoomCubic has a CUDA twin (kernels/cuda/zoom.cu, bit for bit;
 // PlanZoomCubic hands it the CPU's tables); label maps are only the templates' and resample
 // on the CPU. They cost more: on the 512 x 512 x 300 benchmark CT, 0.16 s and
 // 0.05 s against 0.015 s for ResampleTrilinear, still 21x and 35x faster than the

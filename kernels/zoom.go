@@ -190,7 +190,10 @@ func zoomLines(dst, src []float32, ls lineSet, t splineAxis) {
 				r2, r3 := c[idx[2]*m:idx[2]*m+m], c[idx[3]*m:idx[3]*m+m]
 				row := v[o*m : o*m+m]
 				for j := range row {
-					row[j] = w[0]*r0[j] + w[1]*r1[j] + w[2]*r2[j] + w[3]*r3[j]
+					// The conversions round each product, so that no build fuses them
+					// (GOAMD64=v3, arm64) and the CUDA twin computes the same values.
+					row[j] = float64(w[0]*r0[j]) + float64(w[1]*r1[j]) +
+						float64(w[2]*r2[j]) + float64(w[3]*r3[j])
 				}
 			}
 			// Scatter: output sample o of line l0+j is v[o*m + j].
@@ -231,13 +234,13 @@ func splineFilter(c []float64, n, m int) {
 	var startBuf [splineBlock]float64
 	start := startBuf[:m]
 	for j := range start {
-		start[j] = first[j] + zn*last[j]
+		start[j] = first[j] + float64(zn*last[j]) // float64(): no fused multiply-add
 	}
 	zi := z
 	for i := 1; i < min(n-1, splineHorizon); i++ {
 		a, b := c[i*m:i*m+m], c[(n-1-i)*m:(n-i)*m]
 		for j := range start {
-			start[j] += zi * (a[j] + zn*b[j])
+			start[j] += float64(zi * (a[j] + float64(zn*b[j])))
 		}
 		zi *= z
 	}
@@ -248,14 +251,14 @@ func splineFilter(c []float64, n, m int) {
 	for i := 1; i < n; i++ {
 		prev, cur := c[(i-1)*m:i*m], c[i*m:i*m+m]
 		for j := range cur {
-			cur[j] += z * prev[j]
+			cur[j] += float64(z * prev[j])
 		}
 	}
 	// Anti-causal start for the mirror boundary, then the backward recursion.
 	before := c[(n-2)*m : (n-1)*m]
 	k := z / (z*z - 1)
 	for j := range last {
-		last[j] = k * (z*before[j] + last[j])
+		last[j] = k * (float64(z*before[j]) + last[j])
 	}
 	for i := n - 2; i >= 0; i-- {
 		cur, next := c[i*m:i*m+m], c[(i+1)*m:(i+2)*m]

@@ -138,6 +138,20 @@ func runSegment(args []string, stdout io.Writer) (err error) {
 		if err != nil {
 			return err
 		}
+		// Refused here, before templates are built and any query read, rather than by the
+		// worker for every query.
+		if m := choice.Manifests["medlam"]; workerLocalises &&
+			(m == nil || m.ONNXSHA256 != eng.ModelSHA256()) {
+			onnx := "?"
+			if m != nil {
+				onnx = m.ONNXSHA256
+			}
+			eng.Close()
+			return fmt.Errorf("segment: the MedLAM engine %s was built from ONNX %.12s, "+
+				"MedLAM here is model %.12s (%s): rebuild the engine from that ONNX "+
+				"(build/engines/build.sh), or localise here with --gpu-localize=false",
+				choice.Engines["medlam"], onnx, eng.ModelSHA256(), lf.models)
+		}
 		defer eng.Close()
 		ts, err := lf.loadTemplates(ctx, eng)
 		if err != nil {
@@ -146,18 +160,7 @@ func runSegment(args []string, stdout io.Writer) (err error) {
 		locate = func(path string, img *nifti.Image) (*localize.Result, error) {
 			return eng.LocalizeVolume(ctx, ts, img.Volume, path)
 		}
-		if workerLocalises {
-			// Refused here, before any query, rather than by the worker for every one.
-			if m := choice.Manifests["medlam"]; m == nil || m.ONNXSHA256 != ts.ModelSHA256 {
-				onnx := "?"
-				if m != nil {
-					onnx = m.ONNXSHA256
-				}
-				return fmt.Errorf("segment: the MedLAM engine %s was built from ONNX %.12s, "+
-					"the template set is from model %.12s: rebuild the engine from the same "+
-					"ONNX (build/engines/build.sh), or localise here with --gpu-localize=false",
-					choice.Engines["medlam"], onnx, ts.ModelSHA256)
-			}
+		if workerLocalises { // ts is of eng's model (LoadTemplates checks), the engine's
 			onDevice = &deviceLocalisation{set: ts, options: gpu.LocalizeOptions{
 				Seed: lf.seed, Batch: lf.batch}}
 		}
@@ -360,6 +363,13 @@ func segmentOnGPU(ctx context.Context, queries []string, locate locator,
 		return rep, fmt.Errorf("segment: gpu worker answered %d results for %d queries "+
 			"after %d attempts", len(results), len(jobs), len(out.Attempts))
 	}
+	// Every label map the worker wrote is an output from here on, so that a failure below
+	// leaves none of them behind (the caller removes the outputs of a failed run).
+	for i, r := range results {
+		if r.Err == "" {
+			rep.Queries[i].Output = []string{jobs[i].Mask}
+		}
+	}
 	var failed []string
 	for i, r := range results {
 		q := &rep.Queries[i]
@@ -395,7 +405,6 @@ func segmentOnGPU(ctx context.Context, queries []string, locate locator,
 			or.Voxels = count[o.Label]
 			q.Segmentation.Organs = append(q.Segmentation.Organs, or)
 		}
-		q.Output = []string{jobs[i].Mask}
 		if perOrgan {
 			var labels []int
 			for _, o := range q.Segmentation.Organs {

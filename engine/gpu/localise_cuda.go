@@ -248,6 +248,13 @@ func (l *DeviceLocaliser) resample(s *kgpu.Stream, grid *kgpu.Buffer, shape [3]i
 	err = s.ZoomCubic(grid, las, shape, lasShape, ws, h)
 	if serr := s.Sync(); serr == nil {
 		pool.PutHost(h)
+		// The workspace (float64 coefficients of a whole pass: about 8 bytes a voxel of
+		// the query) is not kept: SAM's encoder batch was sized without it.
+		delete(l.ws, "zoom")
+		serr = ws.Close()
+		if err == nil {
+			err = serr
+		}
 	} else if err == nil {
 		err = serr
 	}

@@ -12,9 +12,9 @@ import (
 	kgpu "github.com/medlsam-fast/medlsam-fast/kernels/gpu"
 )
 
-// TestDeviceLocaliserPrepare: the 3 mm grid prepared on the device (reorientation,
-// trilinear resampling, HU normalisation) equals localize.PrepareWith's on the CPU bit for
-// bit, and the device Steps read it where the host Steps do. It needs no TensorRT.
+// TestDeviceLocaliserPrepare: the 3 mm grid prepared on the device (reorientation, trilinear
+// or cubic-spline resampling, HU normalisation) equals localize.PrepareWith's on the CPU bit
+// for bit, and the device Steps read it where the host Steps do. It needs no TensorRT.
 func TestDeviceLocaliserPrepare(t *testing.T) {
 	d := openTestDevice(t)
 	s, err := d.NewStream()
@@ -38,61 +38,72 @@ func TestDeviceLocaliserPrepare(t *testing.T) {
 			*a = volume.Affine{{0, 0, -1.5, 0}, {0, 1.25, 0, 0}, {2, 0, 0, 0}, {0, 0, 0, 1}}
 		}},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			v, err := volume.New(tc.shape, tc.spacing)
-			if err != nil {
-				t.Fatal(err)
-			}
-			tc.affine(&v.Affine)
-			r := rand.New(rand.NewPCG(11, 12))
-			for i := range v.Data {
-				v.Data[i] = float32(r.IntN(2600)) - 1024
-			}
-			want, err := localize.PrepareWith(localize.Config{}, v, tc.name, localize.Image)
-			if err != nil {
-				t.Fatal(err)
-			}
-			vol := uploadFloats(t, d, s, v.Data)
-			l := &DeviceLocaliser{Dev: d, ws: map[string]*kgpu.Buffer{}}
-			defer l.Close()
-			geom := &volume.Volume{Shape: v.Shape, Spacing: v.Spacing, Affine: v.Affine}
-			plan, grid, err := l.Prepare(s, vol, geom, tc.name)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if plan.Grid.Vol.Shape != want.Vol.Shape || plan.Grid.Vol.Affine != want.Vol.Affine {
-				t.Fatalf("grid %v %v, want %v %v", plan.Grid.Vol.Shape, plan.Grid.Vol.Affine,
-					want.Vol.Shape, want.Vol.Affine)
-			}
-			got := downloadFloats(t, d, s, grid, len(want.Vol.Data))
-			for i := range got {
-				if got[i] != want.Vol.Data[i] {
-					t.Fatalf("voxel %d: %v on the device, %v on the CPU", i, got[i],
-						want.Vol.Data[i])
-				}
-			}
-			dims := plan.Grid.Dims()
-			var pts [][3]int
-			for range 500 {
-				pts = append(pts, [3]int{r.IntN(dims[0] + 2*localize.Pad),
-					r.IntN(dims[1] + 2*localize.Pad), r.IntN(dims[2] + 2*localize.Pad)})
-			}
-			dev := &deviceSteps{l: l, s: s, grid: grid, dims: dims}
-			host := &localize.HostSteps{Query: want}
-			gv, err := dev.Values(pts)
-			if err != nil {
-				t.Fatal(err)
-			}
-			hv, err := host.Values(pts)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for i := range pts {
-				if gv[i] != hv[i] {
-					t.Fatalf("point %v: device %v, host %v", pts[i], gv[i], hv[i])
-				}
-			}
-		})
+		for _, res := range []localize.Resampling{localize.Linear, localize.Reference} {
+			t.Run(tc.name+" "+string(res), func(t *testing.T) {
+				prepareOnDevice(t, d, s, tc.name, tc.shape, tc.spacing, tc.affine, res)
+			})
+		}
+	}
+}
+
+// prepareOnDevice checks DeviceLocaliser.Prepare and deviceSteps.Values against the CPU for
+// one volume and resampling.
+func prepareOnDevice(t *testing.T, d *kgpu.Device, s *kgpu.Stream, name string, shape [3]int,
+	spacing [3]float64, affine func(a *volume.Affine), res localize.Resampling) {
+	v, err := volume.New(shape, spacing)
+	if err != nil {
+		t.Fatal(err)
+	}
+	affine(&v.Affine)
+	r := rand.New(rand.NewPCG(11, 12))
+	for i := range v.Data {
+		v.Data[i] = float32(r.IntN(2600)) - 1024
+	}
+	want, err := localize.PrepareWith(localize.Config{Resampling: res}, v, name,
+		localize.Image)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vol := uploadFloats(t, d, s, v.Data)
+	l := &DeviceLocaliser{Dev: d, Set: &localize.TemplateSet{Resampling: res},
+		ws: map[string]*kgpu.Buffer{}}
+	defer l.Close()
+	geom := &volume.Volume{Shape: v.Shape, Spacing: v.Spacing, Affine: v.Affine}
+	plan, grid, err := l.Prepare(s, vol, geom, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if plan.Grid.Vol.Shape != want.Vol.Shape || plan.Grid.Vol.Affine != want.Vol.Affine {
+		t.Fatalf("grid %v %v, want %v %v", plan.Grid.Vol.Shape, plan.Grid.Vol.Affine,
+			want.Vol.Shape, want.Vol.Affine)
+	}
+	got := downloadFloats(t, d, s, grid, len(want.Vol.Data))
+	for i := range got {
+		if got[i] != want.Vol.Data[i] {
+			t.Fatalf("voxel %d: %v on the device, %v on the CPU", i, got[i],
+				want.Vol.Data[i])
+		}
+	}
+	dims := plan.Grid.Dims()
+	var pts [][3]int
+	for range 500 {
+		pts = append(pts, [3]int{r.IntN(dims[0] + 2*localize.Pad),
+			r.IntN(dims[1] + 2*localize.Pad), r.IntN(dims[2] + 2*localize.Pad)})
+	}
+	dev := &deviceSteps{l: l, s: s, grid: grid, dims: dims}
+	host := &localize.HostSteps{Query: want}
+	gv, err := dev.Values(pts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hv, err := host.Values(pts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range pts {
+		if gv[i] != hv[i] {
+			t.Fatalf("point %v: device %v, host %v", pts[i], gv[i], hv[i])
+		}
 	}
 }
 

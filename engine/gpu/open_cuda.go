@@ -4,6 +4,7 @@ package gpu
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"slices"
 
@@ -69,9 +70,10 @@ func DevicePipeline(dir string, log *slog.Logger) PipelineOpener {
 				continue
 			}
 			e, err := trt.Open(plan, opt)
-			if err != nil { // jobs that give their boxes still run
+			if err != nil { // jobs that give their boxes still run; the others get err
 				log.Warn("gpu pipeline: MedLAM engine not opened; jobs with a template set "+
 					"will fail", "engine", plan, "err", err)
+				st.MedLAMErr = fmt.Errorf("MedLAM engine %s: %w", plan, err)
 				continue
 			}
 			closers = append(closers, e.Close)

@@ -47,6 +47,9 @@ type DeviceStages struct {
 	// MedLAM and MedLAMEncoder are the MedLAM engines that localise jobs given a template
 	// set (nil when absent: such jobs fail with the reason; MedLAMEncoder is optional).
 	MedLAM, MedLAMEncoder *trt.Engine
+	// MedLAMErr, when set, is why a MedLAM engine present among the engines did not open;
+	// jobs with a template set fail with it.
+	MedLAMErr error
 
 	loc    *DeviceLocaliser // for the template set and options of locKey
 	locKey string
@@ -187,6 +190,9 @@ func (d *DeviceStages) Localise(ctx context.Context, ds DevStream, vol DevMem, l
 // localiser returns the DeviceLocaliser of the job's template set and options, opening it
 // (and closing the previous one) when they changed.
 func (d *DeviceStages) localiser(job Job) (*DeviceLocaliser, error) {
+	if d.MedLAMErr != nil {
+		return nil, d.MedLAMErr
+	}
 	if d.MedLAM == nil {
 		return nil, errors.New("no MedLAM engine (model \"medlam\") among the engines: " +
 			"build it with build/engines/build.sh, or give the boxes")
@@ -409,7 +415,7 @@ func (d *DeviceStages) segmentBatch(s *kgpu.Stream, enc, dec *trt.Context, win,
 	chunk := int(d.Decoder.MaxBatch())
 	for lo := 0; lo < masks; lo += chunk {
 		hi := min(lo+chunk, masks)
-		if err := d.decode(s, dec, emb, boxes, logits, p.Of, lo, hi, upload); err != nil {
+		if err := d.decode(s, dec, emb, boxes, logits, b, p.Of, lo, hi, upload); err != nil {
 			return err
 		}
 	}
@@ -443,14 +449,23 @@ func (d *DeviceStages) segmentBatch(s *kgpu.Stream, enc, dec *trt.Context, win,
 		Prob: prob})
 }
 
-// decode runs the decoder on masks [lo, hi) of a batch: each mask's slice embedding is
-// gathered next to the others (one kernel over the uploaded slice indices), then one
-// decoder call writes their logits.
+// decode runs the decoder on masks [lo, hi) of a batch of slices encoded into emb: each
+// mask's slice embedding (of[i], below slices) is gathered next to the others (one kernel
+// over the uploaded slice indices), then one decoder call writes their logits.
 func (d *DeviceStages) decode(s *kgpu.Stream, dec *trt.Context, emb, boxes, logits *kgpu.Buffer,
-	of []int, lo, hi int,
+	slices int, of []int, lo, hi int,
 	upload func(string, func(*kgpu.HostBuffer), int) (*kgpu.Buffer, error)) error {
 	n := hi - lo
 	rep, err := d.buf("decoder embeddings", n*embBytes)
+	if err != nil {
+		return err
+	}
+	for _, k := range of[lo:hi] {
+		if k < 0 || k >= slices {
+			return fmt.Errorf("gpu: decoder: slice %d of a batch of %d", k, slices)
+		}
+	}
+	batch, err := emb.View(0, slices*embBytes) // only this batch's embeddings
 	if err != nil {
 		return err
 	}
@@ -463,7 +478,7 @@ func (d *DeviceStages) decode(s *kgpu.Stream, dec *trt.Context, emb, boxes, logi
 	if err != nil {
 		return err
 	}
-	if err := s.GatherRows(rep, emb, embBytes, idx, n); err != nil {
+	if err := s.GatherRows(rep, batch, embBytes, idx, n); err != nil {
 		return err
 	}
 	bv, err := boxes.View(16*lo, 16*n)

@@ -1,7 +1,8 @@
 // Cubic B-spline zoom. Reference semantics: kernels/zoom.go (zoomLines, splineFilter,
 // newSplineAxis). Every float64 operation is a round-to-nearest intrinsic, in the Go code's
-// order, so that no multiply-add is contracted and the results equal the CPU's (the Go
-// compiler does not fuse on amd64).
+// order, so that no multiply-add is contracted, and the Go code rounds every product
+// explicitly (float64 conversions forbid fusion on every architecture): the results equal
+// the CPU's bit for bit.
 #include "zoom.cuh"
 
 namespace {
@@ -112,6 +113,9 @@ extern "C" int mlk_zoom_cubic(int dev, mlk_stream s, uint64_t dst, int ox, int o
     }
     if (dst == 0 || src == 0 || ws == 0 || spline == NULL) {
         return mlk_set(st, MLK_EINVAL, 0, "%s: NULL dst, src, workspace or spline", op);
+    }
+    if (ws % 8 != 0) {
+        return mlk_set(st, MLK_EINVAL, 0, "%s: workspace address not 8-byte aligned", op);
     }
     if (ws_bytes < need) {
         return mlk_set(st, MLK_EINVAL, 0, "%s: workspace of %zu bytes, %zu needed", op,

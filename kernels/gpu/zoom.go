@@ -105,8 +105,8 @@ func (s *Stream) ZoomCubic(dst, src *Buffer, dstShape, srcShape [3]int, ws *Buff
 	return err
 }
 
-// ZoomCubic is kernels.ZoomCubic on the GPU, same arguments and results (bit for bit on
-// amd64 hosts: kernels/cuda/zoom.cu).
+// ZoomCubic is kernels.ZoomCubic on the GPU, same arguments and results (bit for bit:
+// kernels/cuda/zoom.cu).
 func (d *Device) ZoomCubic(dst []float32, dstShape [3]int, src []float32,
 	srcShape [3]int) error {
 	if shapeLen(dstShape) != len(dst) || shapeLen(srcShape) != len(src) ||

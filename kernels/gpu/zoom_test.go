@@ -11,8 +11,8 @@ import (
 )
 
 // TestZoomCubic: the device zoom equals kernels.ZoomCubic bit for bit (both compute in
-// float64 without contraction, in the same order; the CPU oracle's own tests hold it to
-// scipy) on down- and up-sampling, odd sizes, a single-voxel axis and a factor whose last
+// float64 with every product rounded, in the same order; the CPU oracle's own tests hold it
+// to scipy) on down- and up-sampling, odd sizes, a single-voxel axis and a factor whose last
 // face scipy zeroes; the stream form writes nothing outside its output.
 func TestZoomCubic(t *testing.T) {
 	d := openDevice(t)
