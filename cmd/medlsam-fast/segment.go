@@ -161,8 +161,11 @@ func runSegment(args []string, stdout io.Writer) (err error) {
 			return eng.LocalizeVolume(ctx, ts, img.Volume, path)
 		}
 		if workerLocalises { // ts is of eng's model (LoadTemplates checks), the engine's
-			onDevice = &deviceLocalisation{set: ts, options: gpu.LocalizeOptions{
-				Seed: lf.seed, Batch: lf.batch}}
+			opt := gpu.LocalizeOptions{Seed: lf.seed} // batch: the engine's optimum
+			if fs.Changed("batch") {
+				opt.Batch = lf.batch
+			}
+			onDevice = &deviceLocalisation{set: ts, options: opt}
 		}
 	}
 	if err := os.MkdirAll(*outDir, 0o755); err != nil {

@@ -35,8 +35,9 @@ type DeviceLocaliser struct {
 	Full, Encoder *trt.Engine
 	Set           *localize.TemplateSet
 	// Config gives the seed, the coarse crops and the batch (patches per engine call,
-	// capped by the engines' profiles); Kernels and Resampling are not used: queries are
-	// resampled on the device as the template set records (Set.Resampling).
+	// capped by the engines' profiles; 0 for the profile's optimum); Kernels and
+	// Resampling are not used: queries are resampled on the device as the template set
+	// records (Set.Resampling).
 	Config localize.Config
 
 	search *kgpu.SimilaritySearch
@@ -318,13 +319,20 @@ func (d *deviceSteps) Values(points [][3]int) ([]float32, error) {
 	return d.s.Gather(d.grid, d.dims, points, localize.Pad)
 }
 
-// batch is the number of patches per engine call.
+// batch is the number of patches per engine call: Config.BatchSize, or by default the
+// optimum of the engine's first profile (32 in build/engines' recipes), capped by the
+// engine's largest batch.
 func (d *deviceSteps) batch(e *trt.Engine) int {
-	b := d.l.Config.BatchSize
+	b := int64(d.l.Config.BatchSize)
 	if b <= 0 {
 		b = localize.DefaultBatchSize
+		if ps := e.Profiles(); len(ps) > 0 {
+			if _, opt, _, ok := ps[0].BatchRange(e.Inputs()); ok && opt > 0 {
+				b = opt
+			}
+		}
 	}
-	return int(min(int64(b), e.MaxBatch()))
+	return int(max(1, min(b, e.MaxBatch())))
 }
 
 // run cuts the crops centred on centres into the engine's input, runs e on them with every

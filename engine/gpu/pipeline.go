@@ -66,7 +66,8 @@ type Job struct {
 type LocalizeOptions struct {
 	Seed        uint64 `json:"seed"`
 	CoarseCrops int    `json:"coarse_crops,omitempty"`
-	// Batch is the patches per MedLAM engine call (capped by the engines' profiles).
+	// Batch is the patches per MedLAM engine call (capped by the engines' profiles; 0: the
+	// optimum of the engine's profile).
 	Batch int `json:"batch,omitempty"`
 }
 
