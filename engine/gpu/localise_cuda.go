@@ -35,7 +35,8 @@ type DeviceLocaliser struct {
 	Full, Encoder *trt.Engine
 	Set           *localize.TemplateSet
 	// Config gives the seed, the coarse crops and the batch (patches per engine call,
-	// capped by the engines' profiles; 0 for the profile's optimum); Kernels and
+	// capped by the engines' profiles; 0 for the profile's optimum within about 1 GiB of
+	// workspace); Kernels and
 	// Resampling are not used: queries are resampled on the device as the template set
 	// records (Set.Resampling).
 	Config localize.Config
@@ -319,9 +320,14 @@ func (d *deviceSteps) Values(points [][3]int) ([]float32, error) {
 	return d.s.Gather(d.grid, d.dims, points, localize.Pad)
 }
 
+// defaultBatchBytes bounds the input and output workspace of the MedLAM engines' default
+// batch; it stays allocated between queries, beside SAM's.
+const defaultBatchBytes = 1 << 30
+
 // batch is the number of patches per engine call: Config.BatchSize, or by default the
-// optimum of the engine's first profile (32 in build/engines' recipes), capped by the
-// engine's largest batch.
+// optimum of the engine's first profile (32 in build/engines' recipes) as far as its
+// patches and outputs fit in defaultBatchBytes (the full-size network's feature maps take
+// about 115 MB a patch, so about 8 patches), capped by the engine's largest batch.
 func (d *deviceSteps) batch(e *trt.Engine) int {
 	b := int64(d.l.Config.BatchSize)
 	if b <= 0 {
@@ -331,6 +337,15 @@ func (d *deviceSteps) batch(e *trt.Engine) int {
 				b = opt
 			}
 		}
+		per := int64(4 * (localize.Patch*localize.Patch*localize.Patch + 3))
+		if e == d.l.Full {
+			ts := d.l.Set
+			for s := range 3 {
+				m := int64(8 * ts.Edges[s])
+				per += 4 * int64(ts.Channels[s]) * m * m * m
+			}
+		}
+		b = min(b, max(1, defaultBatchBytes/per))
 	}
 	return int(max(1, min(b, e.MaxBatch())))
 }
