@@ -67,7 +67,7 @@ type LocalizeOptions struct {
 	Seed        uint64 `json:"seed"`
 	CoarseCrops int    `json:"coarse_crops,omitempty"`
 	// Batch is the patches per MedLAM engine call (capped by the engines' profiles; 0: the
-	// optimum of the engine's profile).
+	// engine profile's optimum, within about 1 GiB of workspace: DeviceLocaliser).
 	Batch int `json:"batch,omitempty"`
 }
 
