@@ -179,6 +179,33 @@ func doctorEngines(w io.Writer, dir string, dev *gpu.Device, ver trt.Version,
 		advise("rebuild the engines marked above on this machine: bash build/engines/build.sh "+
 			"--out %s", dir)
 	}
+	usable := map[string]bool{}
+	for _, st := range found {
+		if st.Err == nil && st.Manifest != nil {
+			usable[st.Manifest.Model] = true
+		}
+	}
+	if line, todo := enginePlan(usable); line != "" {
+		fmt.Fprintf(w, "  => %s\n", line)
+		if todo != "" {
+			advise(todo, dir)
+		}
+	}
+}
+
+// enginePlan says what `segment` does on the GPU backend with the models that have usable
+// engines, and what to build next (a format with the engines directory), if anything.
+func enginePlan(usable map[string]bool) (line, advice string) {
+	if !usable["sam-encoder"] || !usable["sam-decoder"] {
+		return "", ""
+	}
+	if !usable["medlam"] {
+		return "segment runs SAM in the GPU worker; MedLAM localises in the calling process",
+			"build the MedLAM engine too, so that segment localises on the device: " +
+				"bash build/engines/build.sh --only medlam --out %s"
+	}
+	return "segment runs in the GPU worker: MedLAM localisation and SAM on the device, " +
+		"one copy of each volume", ""
 }
 
 func gib(b uint64) float64 { return float64(b) / (1 << 30) }

@@ -123,6 +123,31 @@ func TestDoctorEngines(t *testing.T) {
 	}
 }
 
+// TestEnginePlan: the engine summary of doctor follows the models with usable engines.
+func TestEnginePlan(t *testing.T) {
+	for _, c := range []struct {
+		models       []string
+		line, advice string
+	}{
+		{nil, "", ""},
+		{[]string{"medlam"}, "", ""},
+		{[]string{"sam-encoder", "sam-decoder"}, "MedLAM localises in the calling process",
+			"--only medlam"},
+		{[]string{"sam-encoder", "sam-decoder", "medlam"}, "MedLAM localisation and SAM on " +
+			"the device", ""},
+	} {
+		usable := map[string]bool{}
+		for _, m := range c.models {
+			usable[m] = true
+		}
+		line, advice := enginePlan(usable)
+		if !strings.Contains(line, c.line) || (c.line == "") != (line == "") ||
+			!strings.Contains(advice, c.advice) || (c.advice == "") != (advice == "") {
+			t.Errorf("%v: %q, %q", c.models, line, advice)
+		}
+	}
+}
+
 func TestDoctorUsage(t *testing.T) {
 	var out, errOut bytes.Buffer
 	if code := run([]string{"doctor", "extra"}, &out, &errOut); code != 2 {
