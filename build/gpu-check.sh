@@ -139,7 +139,7 @@ trt_pipeline() {
 	echo "-- GPU pipeline on $ct ($lim s at most)"
 	# The template set and the CPU localisation to compare with (tiny MedLAM, native).
 	if ! timeout "$lim" "$bin" localize --backend cpu --kernels cpu --models testdata/models \
-		--template "$ct:$labels" --organs 1,5 --save-templates "$work/set.mlts" \
+		--template "$ct:$labels" --organs 1,5 --seed 0 --save-templates "$work/set.mlts" \
 		-o "$work/cpu.json" "$ct" >/dev/null; then
 		echo "gpu-check: FAILED: GPU pipeline: the template set could not be built on the CPU"
 		status=1
@@ -188,6 +188,26 @@ PY
 	else
 		status=1
 	fi
+	# The same localisation through the command line: localize hands the query to a
+	# localisation-only worker (gpu-worker --work localise, no SAM engines opened).
+	if ! timeout "$lim" "$bin" localize --backend gpu --engines "$1" --models testdata/models \
+		--templates-file "$work/set.mlts" --seed 0 -o "$work/gpu.json" "$ct" >/dev/null; then
+		echo "gpu-check: FAILED: localize --backend gpu on $ct"
+		status=1
+		return
+	fi
+	"$PYTHON" - "$work" <<'PY' || status=1
+import json, os, sys
+work = sys.argv[1]
+load = lambda f: {o["label"]: o["box"] for o in json.load(open(os.path.join(work, f)))["organs"]}
+gpu, cpu = load("gpu.json"), load("cpu.json")
+if sorted(gpu) != sorted(cpu):
+    sys.exit("gpu-check: FAILED: localize --backend gpu gave labels %s, the CPU %s" %
+             (sorted(gpu), sorted(cpu)))
+worst = max(abs(gpu[l][k][a] - cpu[l][k][a]) for l in cpu for k in ("min", "max")
+            for a in range(3))
+print("gpu-check: localize --backend gpu vs the CPU: largest face difference %d voxels" % worst)
+PY
 }
 
 # budget LIMIT prints the seconds a part may take: LIMIT, or what is left before the

@@ -29,14 +29,20 @@ var workerStdin io.Reader = os.Stdin
 func runGPUWorker(args []string, stdout io.Writer) error {
 	fs := newFlags(gpu.WorkerArg, "", os.Stderr)
 	engines := fs.String("engines", "engines", "directory of TensorRT engine plans")
+	workFlag := fs.String("work", string(gpu.WorkSegment), "what the pipeline is opened "+
+		"for: segment (SAM engines required) or localise (the MedLAM engine required)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() != 0 {
 		return fmt.Errorf("%w: %s takes no arguments", errUsage, gpu.WorkerArg)
 	}
-	w := &gpu.PipelineWorker{Open: workerOpener(*engines, slog.Default())}
-	err := gpu.ServeWorker(context.Background(), workerStdin, stdout, w.Handle)
+	work, err := gpu.ParseWork(*workFlag)
+	if err != nil {
+		return fmt.Errorf("%w: --work: %v", errUsage, err)
+	}
+	w := &gpu.PipelineWorker{Open: workerOpener(*engines, work, slog.Default())}
+	err = gpu.ServeWorker(context.Background(), workerStdin, stdout, w.Handle)
 	if cerr := w.Close(); err == nil {
 		err = cerr
 	}

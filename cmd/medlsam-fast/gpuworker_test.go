@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"strings"
 	"testing"
 
@@ -74,5 +75,34 @@ func TestGPUWorkerHidden(t *testing.T) {
 	}
 	if code := run([]string{gpu.WorkerArg, "extra"}, &out, &errOut); code != 2 {
 		t.Errorf("worker with an argument exited %d, want 2", code)
+	}
+	errOut.Reset()
+	if code := run([]string{gpu.WorkerArg, "--work", "train"}, &out, &errOut); code != 2 ||
+		!strings.Contains(errOut.String(), "--work") {
+		t.Errorf("worker with --work train exited %d: %s", code, errOut.String())
+	}
+}
+
+// TestGPUWorkerWork checks that the worker opens its pipeline for the work it is given
+// (segment by default).
+func TestGPUWorkerWork(t *testing.T) {
+	old, oldIn := workerOpener, workerStdin
+	t.Cleanup(func() { workerOpener, workerStdin = old, oldIn })
+	for _, tc := range []struct {
+		args []string
+		want gpu.Work
+	}{{nil, gpu.WorkSegment}, {[]string{"--work", "localise"}, gpu.WorkLocalise}} {
+		var got gpu.Work
+		workerOpener = func(dir string, w gpu.Work, _ *slog.Logger) gpu.PipelineOpener {
+			got = w
+			return nil
+		}
+		workerStdin = &bytes.Buffer{}
+		var out, errOut bytes.Buffer
+		if code := run(append([]string{gpu.WorkerArg}, tc.args...), &out,
+			&errOut); code != 0 || got != tc.want {
+			t.Errorf("worker %v: exit %d, work %q; want %q (%s)", tc.args, code, got, tc.want,
+				errOut.String())
+		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -16,6 +17,7 @@ import (
 	"github.com/medlsam-fast/medlsam-fast/engine"
 	"github.com/medlsam-fast/medlsam-fast/engine/gpu"
 	"github.com/medlsam-fast/medlsam-fast/engine/localize"
+	"github.com/medlsam-fast/medlsam-fast/engine/nifti"
 )
 
 func init() {
@@ -237,16 +239,46 @@ func runLocalize(args []string, stdout io.Writer) error {
 	if err := f.check(); err != nil {
 		return err
 	}
+	_, backendMode, err := f.gpu.parse()
+	if err != nil {
+		return err
+	}
+	// MedLAM's backend for the query: TensorRT engines in the supervised worker, or here.
+	env := gpuEnv(f.gpu.engines, gpu.LocalizeModels)
+	env.Optional = gpu.LocalizeOptional
+	choice, err := gpu.Select(backendMode, env, slog.Default())
+	if err != nil {
+		return fmt.Errorf("localize: %w", err)
+	}
+	onGPU := choice.Backend == gpu.TensorRT
 	kern, err := f.gpu.openKernels()
 	if err != nil {
 		return err
 	}
 	defer kern.Close()
-	eng, err := f.openEngine(kern)
+	// The choice is made: MedLAM runs here on the CPU, on the GPU backend only to build or
+	// load the template set.
+	ef := f
+	ef.gpu.backend = string(gpu.CPU)
+	eng, err := ef.openEngine(kern)
 	if err != nil {
 		return err
 	}
 	defer eng.Close()
+	if onGPU {
+		if err := checkMedLAMEngine(choice, eng, f.models, "localise on the CPU with "+
+			"--backend cpu"); err != nil {
+			return fmt.Errorf("localize: %w", err)
+		}
+	}
+	// The query's header is read before the template set is built, so that a bad query
+	// fails at once.
+	var query *nifti.Image
+	if fs.NArg() == 1 {
+		if query, err = nifti.Read(fs.Arg(0), nifti.ReadOptions{HeaderOnly: true}); err != nil {
+			return err
+		}
+	}
 	ctx := context.Background()
 	ts, err := f.loadTemplates(ctx, eng)
 	if err != nil {
@@ -261,11 +293,85 @@ func runLocalize(args []string, stdout io.Writer) error {
 	if fs.NArg() == 0 {
 		return nil
 	}
-	res, err := eng.Localize(ctx, ts, fs.Arg(0))
+	var res *localize.Result
+	if onGPU {
+		opt := gpu.LocalizeOptions{Seed: f.seed} // batch: the engine's optimum
+		if fs.Changed("batch") {
+			opt.Batch = f.batch
+		}
+		res, err = localiseOnGPU(ctx, fs.Arg(0), query.Volume.Shape, ts, opt, f.gpu.engines,
+			f.batch)
+	} else {
+		res, err = eng.Localize(ctx, ts, fs.Arg(0))
+	}
 	if err != nil {
 		return err
 	}
 	return writeReport(stdout, res, f.out, nil)
+}
+
+// checkMedLAMEngine refuses the MedLAM engine of c when it was not built from the ONNX
+// model eng runs (from models): the template set eng builds would not fit the engine's
+// features. It runs before templates are built or queries read; fix says what else the
+// user can do.
+func checkMedLAMEngine(c gpu.Choice, eng *engine.Engine, models, fix string) error {
+	m := c.Manifests["medlam"]
+	if m != nil && m.ONNXSHA256 == eng.ModelSHA256() {
+		return nil
+	}
+	onnx := "?"
+	if m != nil {
+		onnx = m.ONNXSHA256
+	}
+	return fmt.Errorf("the MedLAM engine %s was built from ONNX %.12s, MedLAM here is "+
+		"model %.12s (%s): rebuild the engine from that ONNX (build/engines/build.sh), or %s",
+		c.Engines["medlam"], onnx, eng.ModelSHA256(), models, fix)
+}
+
+// localiseOnGPU localises query (of grid shape) with the MedLAM engines in engines, in a
+// supervised worker process (`medlsam-fast gpu-worker --work localise`) that reads the
+// volume into pinned memory, copies it to the device once and runs the whole localisation
+// there with the template set ts (saved to a temporary file for it). batch caps the
+// patches per engine call; the supervisor halves it and retries when the worker runs out
+// of device memory or dies.
+func localiseOnGPU(ctx context.Context, query string, shape [3]int, ts *localize.TemplateSet,
+	opt gpu.LocalizeOptions, engines string, batch int) (*localize.Result, error) {
+	tmp, err := os.MkdirTemp("", "medlsam-localize-")
+	if err != nil {
+		return nil, fmt.Errorf("localize: %w", err)
+	}
+	defer os.RemoveAll(tmp)
+	set := filepath.Join(tmp, "templates.json")
+	if err := ts.Save(set); err != nil {
+		return nil, fmt.Errorf("localize: %w", err)
+	}
+	sup := &gpu.Supervisor{Command: workerCommand(engines, gpu.WorkLocalise), Batch: batch,
+		Log: slog.Default()}
+	defer sup.Close()
+	job := gpu.Job{Query: query, Templates: set, Localize: &opt}
+	out, err := sup.Do(ctx, gpu.Batch{Jobs: []gpu.Job{job}})
+	if err != nil {
+		return nil, fmt.Errorf("localize: gpu worker: %w", err)
+	}
+	var results []gpu.Result
+	if err := json.Unmarshal(out.Result, &results); err != nil {
+		return nil, fmt.Errorf("localize: gpu worker answer: %w", err)
+	}
+	switch {
+	case len(results) != 1:
+		return nil, fmt.Errorf("localize: gpu worker answered %d results for one query",
+			len(results))
+	case results[0].Err != "":
+		return nil, fmt.Errorf("localize: %s", results[0].Err)
+	case results[0].Localization == nil:
+		return nil, fmt.Errorf("localize: gpu worker gave no localisation for %s", query)
+	case results[0].Localization.Shape != shape:
+		return nil, fmt.Errorf("localize: gpu worker localised %s on a grid of %v, the "+
+			"file's is %v", query, results[0].Localization.Shape, shape)
+	}
+	slog.Info("localised in the GPU worker", "query", query, "attempts", len(out.Attempts),
+		"batch", out.Attempts[len(out.Attempts)-1].Batch)
+	return results[0].Localization, nil
 }
 
 // templateInputs parses IMAGE:LABELS pairs.

@@ -140,17 +140,12 @@ func runSegment(args []string, stdout io.Writer) (err error) {
 		}
 		// Refused here, before templates are built and any query read, rather than by the
 		// worker for every query.
-		if m := choice.Manifests["medlam"]; workerLocalises &&
-			(m == nil || m.ONNXSHA256 != eng.ModelSHA256()) {
-			onnx := "?"
-			if m != nil {
-				onnx = m.ONNXSHA256
+		if workerLocalises {
+			if err := checkMedLAMEngine(choice, eng, lf.models, "localise here with "+
+				"--gpu-localize=false"); err != nil {
+				eng.Close()
+				return fmt.Errorf("segment: %w", err)
 			}
-			eng.Close()
-			return fmt.Errorf("segment: the MedLAM engine %s was built from ONNX %.12s, "+
-				"MedLAM here is model %.12s (%s): rebuild the engine from that ONNX "+
-				"(build/engines/build.sh), or localise here with --gpu-localize=false",
-				choice.Engines["medlam"], onnx, eng.ModelSHA256(), lf.models)
 		}
 		defer eng.Close()
 		ts, err := lf.loadTemplates(ctx, eng)
@@ -290,10 +285,10 @@ func maskPath(outDir, query string) string {
 	return filepath.Join(outDir, base+"_mask.nii.gz")
 }
 
-// workerCommand returns how the supervisor starts a GPU worker on the engines in dir (this
-// binary's hidden gpu-worker subcommand); tests replace it with a fake worker.
-var workerCommand = func(dir string) func() *exec.Cmd {
-	return gpu.WorkerCommand("--engines", dir)
+// workerCommand returns how the supervisor starts a GPU worker for work on the engines in
+// dir (this binary's hidden gpu-worker subcommand); tests replace it with a fake worker.
+var workerCommand = func(dir string, work gpu.Work) func() *exec.Cmd {
+	return gpu.WorkerCommand("--engines", dir, "--work", string(work))
 }
 
 // deviceLocalisation is a template set for the GPU worker to localise with, and the options.
@@ -351,7 +346,7 @@ func segmentOnGPU(ctx context.Context, queries []string, locate locator,
 			Segmentation: segment.Report{Query: path, Shape: img.Volume.Shape,
 				Spacing: img.Volume.Spacing}})
 	}
-	sup := &gpu.Supervisor{Command: workerCommand(engines), Batch: batch,
+	sup := &gpu.Supervisor{Command: workerCommand(engines, gpu.WorkSegment), Batch: batch,
 		Log: slog.Default()}
 	defer sup.Close()
 	out, err := sup.Do(ctx, gpu.Batch{Jobs: jobs})

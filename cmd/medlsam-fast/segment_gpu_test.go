@@ -22,11 +22,13 @@ import (
 	"github.com/medlsam-fast/medlsam-fast/trt"
 )
 
-// The test binary doubles as a fake GPU worker: with MEDLSAM_FAKE_SEG_WORKER set, TestMain
-// serves gpu.Batch requests as the device pipeline would, "segmenting" each organ as its
-// box filled with its label (later organs win), and writing the label map where the job
-// says. With FAKE_SEG_CRASH_ONCE naming a file that does not exist yet, it creates the file
-// and dies on its first request, as a driver fault would end the process.
+// The test binary doubles as a fake GPU worker: with MEDLSAM_FAKE_SEG_WORKER set to the
+// work it was started for (gpu.Work), TestMain serves gpu.Batch requests as the device
+// pipeline would, "segmenting" each organ as its box filled with its label (later organs
+// win), and writing the label map where the job says; a localisation worker refuses jobs
+// with a mask, a segmentation worker jobs without. With FAKE_SEG_CRASH_ONCE naming a file
+// that does not exist yet, it creates the file and dies on its first request, as a driver
+// fault would end the process.
 func TestMain(m *testing.M) {
 	if os.Getenv("MEDLSAM_FAKE_SEG_WORKER") != "" {
 		err := gpu.ServeWorker(context.Background(), os.Stdin, os.Stdout, fakeSegHandler)
@@ -63,6 +65,11 @@ func fakeSegHandler(ctx context.Context, raw json.RawMessage, batch int) (json.R
 }
 
 func fakeSegment(job gpu.Job, res *gpu.Result) error {
+	if localiser := os.Getenv("MEDLSAM_FAKE_SEG_WORKER") == string(gpu.WorkLocalise); localiser !=
+		(job.Mask == "") {
+		return fmt.Errorf("fake %s worker given a job with mask %q",
+			os.Getenv("MEDLSAM_FAKE_SEG_WORKER"), job.Mask)
+	}
 	q, err := nifti.Read(job.Query, nifti.ReadOptions{})
 	if err != nil {
 		return err
@@ -70,6 +77,9 @@ func fakeSegment(job gpu.Job, res *gpu.Result) error {
 	if job.Templates != "" {
 		if err := fakeLocalise(job, q.Volume.Shape, res); err != nil {
 			return err
+		}
+		if job.Mask == "" {
+			return nil
 		}
 	} else {
 		data, err := os.ReadFile(job.Organs)
@@ -161,10 +171,10 @@ func fakeGPU(t *testing.T, crashOnce string) {
 				return out, nil
 			}}
 	}
-	workerCommand = func(dir string) func() *exec.Cmd {
+	workerCommand = func(dir string, work gpu.Work) func() *exec.Cmd {
 		return func() *exec.Cmd {
 			cmd := exec.Command(os.Args[0], "-test.run=^$")
-			cmd.Env = append(os.Environ(), "MEDLSAM_FAKE_SEG_WORKER=1",
+			cmd.Env = append(os.Environ(), "MEDLSAM_FAKE_SEG_WORKER="+string(work),
 				"FAKE_SEG_CRASH_ONCE="+crashOnce)
 			return cmd
 		}
@@ -277,29 +287,8 @@ func TestSegmentGPULocalisesOnDevice(t *testing.T) {
 	}
 	dir := t.TempDir()
 	fakeGPU(t, "")
-	man, err := backend.LoadManifest("../../testdata/models/medlam_tiny.onnx")
-	if err != nil {
-		t.Fatal(err)
-	}
-	fakeMedLAMEngines, fakeMedLAMONNX = true, man.SHA256
-	t.Cleanup(func() { fakeMedLAMEngines, fakeMedLAMONNX = false, "" })
-	ph, err := phantom.Generate(phantom.Config{Shape: [3]int{80, 80, 70},
-		Spacing: [3]float64{3, 3, 3}, Seed: 2, Noise: 20})
-	if err != nil {
-		t.Fatal(err)
-	}
-	img := filepath.Join(dir, "ct.nii.gz")
-	if err := nifti.Write(img, ph.Image, nifti.WriteOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	labels := filepath.Join(dir, "labels.nii.gz")
-	if err := nifti.Write(labels, ph.Labels, nifti.WriteOptions{Datatype: nifti.Uint8}); err != nil {
-		t.Fatal(err)
-	}
-	names := filepath.Join(dir, "names.json")
-	if err := os.WriteFile(names, []byte(`{"1": "spleen"}`), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	sha := fakeTinyMedLAMEngines(t)
+	img, labels, names := phantomTemplate(t, dir)
 	args := func(onDevice bool) []string {
 		return []string{"segment", "--models", "../../testdata/models", "--template",
 			img + ":" + labels, "--organs", "spleen", "--label-names", names, "--seed", "7",
@@ -313,7 +302,7 @@ func TestSegmentGPULocalisesOnDevice(t *testing.T) {
 		!strings.Contains(errs, "--gpu-localize=false") {
 		t.Errorf("engine of another model: exit %d: %s", code, errs)
 	}
-	fakeMedLAMONNX = man.SHA256
+	fakeMedLAMONNX = sha
 	for _, onDevice := range []bool{true, false} {
 		out, errs, code := runCmd(t, args(onDevice)...)
 		if !onDevice {
@@ -346,6 +335,98 @@ func TestSegmentGPULocalisesOnDevice(t *testing.T) {
 		if len(org) != 1 || org[0].Voxels == 0 {
 			t.Errorf("device %v: segmentation organs %+v", onDevice, org)
 		}
+	}
+}
+
+// fakeTinyMedLAMEngines makes the fake environment find MedLAM engines built from the
+// tiny test model's ONNX, whose digest it returns.
+func fakeTinyMedLAMEngines(t *testing.T) string {
+	t.Helper()
+	man, err := backend.LoadManifest("../../testdata/models/medlam_tiny.onnx")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fakeMedLAMEngines, fakeMedLAMONNX = true, man.SHA256
+	t.Cleanup(func() { fakeMedLAMEngines, fakeMedLAMONNX = false, "" })
+	return man.SHA256
+}
+
+// phantomTemplate writes a phantom CT, its labels and a label-name file naming label 1
+// "spleen" into dir.
+func phantomTemplate(t *testing.T, dir string) (img, labels, names string) {
+	t.Helper()
+	ph, err := phantom.Generate(phantom.Config{Shape: [3]int{80, 80, 70},
+		Spacing: [3]float64{3, 3, 3}, Seed: 2, Noise: 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	img = filepath.Join(dir, "ct.nii.gz")
+	if err := nifti.Write(img, ph.Image, nifti.WriteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	labels = filepath.Join(dir, "labels.nii.gz")
+	if err := nifti.Write(labels, ph.Labels, nifti.WriteOptions{Datatype: nifti.Uint8}); err != nil {
+		t.Fatal(err)
+	}
+	names = filepath.Join(dir, "names.json")
+	if err := os.WriteFile(names, []byte(`{"1": "spleen"}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return img, labels, names
+}
+
+// TestLocalizeGPUWorker: with the GPU backend chosen (fakes), localize builds the template
+// set here (MedLAM on the CPU) and localises the query in a supervised localisation worker
+// with the seed, writing the worker's result; a worker that dies is replaced and the query
+// retried; an engine built from another ONNX is refused before any worker starts, saying
+// how to fix it; a missing query is refused by name before any worker starts.
+func TestLocalizeGPUWorker(t *testing.T) {
+	if testing.Short() {
+		t.Skip("slow: tiny MedLAM over a template")
+	}
+	dir := t.TempDir()
+	crashed := filepath.Join(dir, "crashed")
+	fakeGPU(t, crashed)
+	sha := fakeTinyMedLAMEngines(t)
+	img, labels, names := phantomTemplate(t, dir)
+	out := filepath.Join(dir, "boxes.json")
+	args := func(query string) []string {
+		return []string{"localize", "--models", "../../testdata/models", "--template",
+			img + ":" + labels, "--organs", "spleen", "--label-names", names, "--seed", "7",
+			"--backend", "gpu", "--engines", filepath.Join(dir, "engines"), "-o", out, query}
+	}
+	fakeMedLAMONNX = "0123456789abcdef"
+	if _, errs, code := runCmd(t, args(img)...); code != 1 ||
+		!strings.Contains(errs, "built from ONNX 0123456789ab") ||
+		!strings.Contains(errs, "--backend cpu") {
+		t.Errorf("engine of another model: exit %d: %s", code, errs)
+	}
+	fakeMedLAMONNX = sha
+	missing := filepath.Join(dir, "missing.nii.gz")
+	if _, errs, code := runCmd(t, args(missing)...); code != 1 ||
+		!strings.Contains(errs, missing) {
+		t.Errorf("missing query: exit %d: %s", code, errs)
+	}
+	if _, err := os.Stat(crashed); err == nil {
+		t.Fatal("a worker was started for a refused run")
+	}
+	if _, errs, code := runCmd(t, args(img)...); code != 0 {
+		t.Fatalf("localize: exit %d: %s", code, errs)
+	}
+	if _, err := os.Stat(crashed); err != nil {
+		t.Errorf("the fake worker did not crash once: %v", err)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var loc localize.Result
+	if err := json.Unmarshal(b, &loc); err != nil {
+		t.Fatal(err)
+	}
+	if loc.ModelSHA256 != fakeDeviceModel || loc.Seed != 7 || loc.Query != img ||
+		len(loc.Organs) != 1 || loc.Organs[0].Name != "spleen" {
+		t.Errorf("localisation %+v, want the fake worker's for %s with seed 7", loc, img)
 	}
 }
 

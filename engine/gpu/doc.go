@@ -30,5 +30,6 @@
 // tested with fake streams; their device implementations (CUDA, DeviceStages,
 // DeviceLocaliser, DevicePipeline, TRTMemory for trt.Model) are built with the `cuda` tag
 // and run TensorRT engines in a `cuda,tensorrt` build. PipelineWorker serves the pipeline in
-// the supervised worker process.
+// the supervised worker process, opened for a Work: segmentation (SAM engines, and MedLAM
+// when present) or localisation only (MedLAM engines; jobs without a mask).
 package gpu

@@ -40,6 +40,9 @@ type DeviceLocaliser struct {
 	// Resampling are not used: queries are resampled on the device as the template set
 	// records (Set.Resampling).
 	Config localize.Config
+	// MaxBatch, when positive, caps the batch however it was chosen: a localisation
+	// worker's batch, which the supervisor halves after an out-of-memory fault.
+	MaxBatch int
 
 	search *kgpu.SimilaritySearch
 	kern   [3]*kgpu.Buffer // template kernels per scale, [point][C][k^3]
@@ -346,6 +349,9 @@ func (d *deviceSteps) batch(e *trt.Engine) int {
 			}
 		}
 		b = min(b, max(1, defaultBatchBytes/per))
+	}
+	if c := int64(d.l.MaxBatch); c > 0 {
+		b = min(b, c)
 	}
 	return int(max(1, min(b, e.MaxBatch())))
 }

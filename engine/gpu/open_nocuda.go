@@ -9,11 +9,8 @@ import (
 	kgpu "github.com/medlsam-fast/medlsam-fast/kernels/gpu"
 )
 
-// SegmentModels are the engines the device pipeline needs (manifest "model" fields).
-var SegmentModels = []string{"sam-encoder", "sam-decoder"}
-
 // DevicePipeline returns an opener that fails: this binary was built without CUDA.
-func DevicePipeline(dir string, log *slog.Logger) PipelineOpener {
+func DevicePipeline(dir string, work Work, log *slog.Logger) PipelineOpener {
 	return func(int) (*Scheduler, func() error, error) {
 		return nil, nil, fmt.Errorf("gpu: device pipeline: %w", kgpu.ErrNoCUDA)
 	}

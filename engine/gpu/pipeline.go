@@ -50,7 +50,9 @@ type GPU interface {
 // what the supervisor sends to the worker process, as JSON.
 type Job struct {
 	Query string `json:"query"`
-	Mask  string `json:"mask"`
+	// Mask is where the label map goes; empty for a job that only localises (with
+	// Templates): it is not segmented and only its Localization comes back.
+	Mask string `json:"mask,omitempty"`
 	// Organs, when set, gives the boxes instead of localising on the device: a JSON file
 	// of []Organ (the CPU localisation's output, say).
 	Organs string `json:"organs,omitempty"`
@@ -85,7 +87,8 @@ type Loaded struct {
 	Shape      [3]int // NX, NY, NZ, i fastest
 	VoxelBytes int    // bytes of the voxels at the start of the pinned buffer
 	MaskBytes  int    // bytes of the label map Segment writes (int16 labels: 2 per voxel)
-	Meta       any    // what Store needs (the header), opaque to the scheduler
+	//                   (unused for a job that only localises)
+	Meta any // what Store needs (the header), opaque to the scheduler
 }
 
 // Result is the outcome of one job.
@@ -106,9 +109,9 @@ func isOOM(err error) bool {
 }
 
 // Stages are the per-volume steps of the pipeline. The scheduler calls Load, Localise,
-// Segment and Store of one job in that order; Localise and Segment of different jobs never
-// run at the same time (they may share device workspace), while Load and Store of one job
-// may run while another job computes.
+// Segment and Store of one job in that order (Load and Localise only, for a job without a
+// Mask); Localise and Segment of different jobs never run at the same time (they may share
+// device workspace), while Load and Store of one job may run while another job computes.
 type Stages interface {
 	// Load reads job's volume into pinned memory obtained from pinned (called once, with
 	// the voxel bytes; the buffer is the scheduler's and outlives the call).
@@ -221,6 +224,10 @@ func (sc *Scheduler) runJob(ctx context.Context, l *lane, job Job, my,
 	if err := ctx.Err(); err != nil {
 		return fail("cancelled", err)
 	}
+	if job.Mask == "" && (job.Templates == "" || job.Organs != "") {
+		return fail("job", errors.New("a job without a mask only localises: it needs a "+
+			"template set and no boxes"))
+	}
 
 	// Read the volume into the lane's pinned buffer (host work, overlapping the other
 	// lane's compute).
@@ -233,7 +240,9 @@ func (sc *Scheduler) runJob(ctx context.Context, l *lane, job Job, my,
 	if err != nil {
 		return fail("load", err)
 	}
-	if l.in == nil || ld.VoxelBytes < 1 || ld.VoxelBytes > len(l.in.Data()) || ld.MaskBytes < 1 {
+	segments := job.Mask != ""
+	if l.in == nil || ld.VoxelBytes < 1 || ld.VoxelBytes > len(l.in.Data()) ||
+		(segments && ld.MaskBytes < 1) {
 		return fail("load", fmt.Errorf("loaded %d voxel bytes, %d mask bytes, outside the "+
 			"pinned buffer", ld.VoxelBytes, ld.MaskBytes))
 	}
@@ -262,6 +271,9 @@ func (sc *Scheduler) runJob(ctx context.Context, l *lane, job Job, my,
 	if err != nil {
 		return fail("compute", err)
 	}
+	if !segments {
+		return res
+	}
 
 	// Store while the next job computes.
 	if err := sc.Stages.Store(ctx, job, ld, organs, l.maskHost.Data()[:ld.MaskBytes]); err != nil {
@@ -276,6 +288,9 @@ func (sc *Scheduler) compute(ctx context.Context, l *lane, job Job, ld Loaded) (
 	organs, loc, err := sc.Stages.Localise(ctx, l.s, l.vol, ld, job)
 	if err != nil {
 		return nil, nil, fmt.Errorf("localise: %w", err)
+	}
+	if job.Mask == "" {
+		return organs, loc, nil
 	}
 	if err := growDev(sc.GPU, &l.mask, ld.MaskBytes); err != nil {
 		return organs, loc, fmt.Errorf("allocate mask: %w", err)

@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	"github.com/medlsam-fast/medlsam-fast/engine/nifti"
 	"github.com/medlsam-fast/medlsam-fast/kernels"
 	kgpu "github.com/medlsam-fast/medlsam-fast/kernels/gpu"
+	"github.com/medlsam-fast/medlsam-fast/trt"
 )
 
 // sharedCT is the abdomen CT of the shared data, beside the repository.
@@ -175,5 +177,24 @@ func TestTRTMemory(t *testing.T) {
 		if dst[i] != src[i] {
 			t.Fatalf("value %d: %v, want %v", i, dst[i], src[i])
 		}
+	}
+}
+
+// TestLocaliseStagesRefuseSegmentation: stages opened for localisation need the MedLAM
+// engine and refuse to segment, saying why, before touching the device (no GPU needed).
+func TestLocaliseStagesRefuseSegmentation(t *testing.T) {
+	if _, err := NewLocaliseStages(nil, nil, nil); err == nil {
+		t.Error("localisation stages without the MedLAM engine were opened")
+	}
+	st, err := NewLocaliseStages(nil, &trt.Engine{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = st.Segment(context.Background(), nil, nil, Loaded{}, []Organ{{Label: 1}}, nil)
+	if err == nil || !strings.Contains(err.Error(), "no SAM engines") {
+		t.Errorf("Segment on localisation stages: %v", err)
+	}
+	if err := st.Close(); err != nil {
+		t.Errorf("Close: %v", err)
 	}
 }

@@ -249,6 +249,11 @@ func (f *fakeStages) Localise(ctx context.Context, s DevStream, vol DevMem, l Lo
 	if err := s.Sync(); err != nil { // the boxes come back
 		return nil, nil, err
 	}
+	if job.Mask == "" { // a localisation-only job computes no further
+		f.mu.Lock()
+		f.active--
+		f.mu.Unlock()
+	}
 	if got != k {
 		return nil, nil, fmt.Errorf("device volume holds job %d, want %d", got, k)
 	}
@@ -479,6 +484,72 @@ func TestSchedulerCancel(t *testing.T) {
 		fakeJobs(3))
 	if !errors.Is(err, context.Canceled) || len(res) != 3 || res[0].Err == "" {
 		t.Errorf("Run after cancel = %v, %v", res, err)
+	}
+	if g.live != 0 {
+		t.Errorf("%d buffers left open", g.live)
+	}
+}
+
+// TestSchedulerLocaliseOnly runs a batch mixing jobs that only localise (no mask, a
+// template set) with jobs that segment: the former stop after Localise, with their
+// localisation, no mask buffers and no copy back; a mask-less job without a template set
+// is refused before it is read. The overlap of copy and compute holds for both kinds.
+func TestSchedulerLocaliseOnly(t *testing.T) {
+	const n = 4
+	g := newFakeGPU()
+	st := newFakeStages(g, n, time.Second)
+	jobs := fakeJobs(n)
+	for _, k := range []int{0, 2} {
+		jobs[k].Mask, jobs[k].Templates = "", "set.json"
+	}
+	res, err := (&Scheduler{GPU: g, Stages: st}).Run(context.Background(), jobs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, r := range res {
+		var order []string
+		for _, s := range st.order {
+			if strings.HasSuffix(s, fmt.Sprint(" ", k)) {
+				order = append(order, strings.Fields(s)[0])
+			}
+		}
+		want := []string{"load", "localise", "segment", "store"}
+		if k%2 == 0 {
+			want = want[:2]
+		}
+		if r.Err != "" || r.Localization == nil || !slices.Equal(order, want) {
+			t.Errorf("job %d: err %q, localisation %v, stages %v (want %v)", k, r.Err,
+				r.Localization, order, want)
+		}
+		if k+1 < n && !st.overlap[k] {
+			t.Errorf("job %d: the next volume's copy did not overlap its compute", k)
+		}
+	}
+	d2h := 0
+	for _, e := range g.events {
+		if e.op == "d2h" {
+			d2h++
+		}
+	}
+	if d2h != 2 || st.maxAct != 1 {
+		t.Errorf("%d masks copied back (want 2), %d jobs computed at once (want 1)", d2h,
+			st.maxAct)
+	}
+
+	st = newFakeStages(g, 2, time.Millisecond)
+	jobs = fakeJobs(2)
+	jobs[0].Mask, jobs[1].Mask, jobs[1].Organs = "", "", "boxes.json"
+	res, err = (&Scheduler{GPU: g, Stages: st}).Run(context.Background(), jobs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, r := range res {
+		if !strings.Contains(r.Err, "only localises: it needs a template set") {
+			t.Errorf("mask-less job %d: err %q", k, r.Err)
+		}
+	}
+	if len(st.order) != 0 {
+		t.Errorf("refused jobs were run: %v", st.order)
 	}
 	if g.live != 0 {
 		t.Errorf("%d buffers left open", g.live)

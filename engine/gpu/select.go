@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/medlsam-fast/medlsam-fast/engine/backend"
@@ -83,7 +84,8 @@ type Choice struct {
 	// Engines maps each model to its plan file, and Manifests to that plan's manifest.
 	Engines   map[string]string
 	Manifests map[string]*trt.EngineManifest
-	// EncoderBatch is the SAM encoder batch that fits in the device's free memory.
+	// EncoderBatch is the SAM encoder batch that fits in the device's free memory (0 when
+	// the SAM encoder is not among the models required).
 	EncoderBatch int
 }
 
@@ -184,6 +186,9 @@ func tryGPU(env Env) (Choice, string) {
 				break
 			}
 		}
+	}
+	if !slices.Contains(env.Models, "sam-encoder") {
+		return c, "" // no SAM encoder to size (localisation only)
 	}
 	c.EncoderBatch = EncoderBatch(dev.MemoryFree, EncoderFixedBytes, EncoderBytesPerImage,
 		HeadroomBytes, 32)

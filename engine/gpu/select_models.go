@@ -1,6 +1,12 @@
 package gpu
 
-import "github.com/medlsam-fast/medlsam-fast/engine/backend"
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/medlsam-fast/medlsam-fast/engine/backend"
+)
 
 // ModelOpener opens the model whose ONNX export is onnxPath (with its manifest man, read
 // and checked by the caller) on some backend; engine.Opener has the same shape.
@@ -14,6 +20,42 @@ var (
 	LocalizeOptional = []string{"medlam-encoder"}
 )
 
+// SegmentModels are the engines the device pipeline needs to segment (manifest "model"
+// fields).
+var SegmentModels = []string{"sam-encoder", "sam-decoder"}
+
+// Work is what a device pipeline (and the worker process serving it) is opened for, which
+// decides the engines it must have.
+type Work string
+
+const (
+	// WorkSegment: SAM segmentation, localising too when a MedLAM engine is there (jobs
+	// given a template set). The SAM engines are required.
+	WorkSegment Work = "segment"
+	// WorkLocalise: MedLAM localisation only (jobs with a template set and no mask). The
+	// MedLAM engine is required; SAM is neither needed nor opened.
+	WorkLocalise Work = "localise"
+)
+
+// ParseWork reads a Work ("" is WorkSegment).
+func ParseWork(s string) (Work, error) {
+	switch w := Work(strings.ToLower(s)); w {
+	case "", WorkSegment:
+		return WorkSegment, nil
+	case WorkLocalise:
+		return w, nil
+	}
+	return "", fmt.Errorf("gpu: work %q: want %s or %s", s, WorkSegment, WorkLocalise)
+}
+
+// Models returns the engines w requires and those it uses when present.
+func (w Work) Models() (required, optional []string) {
+	if w == WorkLocalise {
+		return slices.Clone(LocalizeModels), slices.Clone(LocalizeOptional)
+	}
+	return slices.Clone(SegmentModels), slices.Concat(LocalizeModels, LocalizeOptional)
+}
+
 // OpenEngineModels returns an opener of the engines of a TensorRT Choice as
 // backend.Models (trt.Model: host tensors in and out, one stream per model) on the
 // Choice's device, each engine checked against its ONNX export, and the function that
@@ -21,8 +63,9 @@ var (
 // engine in c.Engines. Without the `cuda` build tag it returns an error saying so.
 //
 // TODO(#6): these models run in the calling process, outside the supervised worker, so a
-// TensorRT fault during `localize` (or `segment --gpu-localize=false`) ends the run;
-// `segment` localises in the worker (DeviceStages.Localise) when it has a MedLAM engine.
+// TensorRT fault ends the run. The command line uses them only for `segment
+// --gpu-localize=false`; `localize` and `segment` localise in the worker
+// (DeviceStages.Localise). The engine package's "gpu" backend still uses them.
 func OpenEngineModels(c Choice) (ModelOpener, func() error, error) {
 	return openEngineModels(c)
 }

@@ -50,6 +50,10 @@ type DeviceStages struct {
 	// MedLAMErr, when set, is why a MedLAM engine present among the engines did not open;
 	// jobs with a template set fail with it.
 	MedLAMErr error
+	// MedLAMBatch, when positive, caps the patches per MedLAM engine call
+	// (DeviceLocaliser.MaxBatch): a localisation pipeline's batch, which the supervisor
+	// halves after an out-of-memory fault.
+	MedLAMBatch int
 
 	loc    *DeviceLocaliser // for the template set and options of locKey
 	locKey string
@@ -106,6 +110,19 @@ func NewDeviceStages(dev *kgpu.Device, enc, dec *trt.Engine, batch int) (*Device
 	}
 	return &DeviceStages{Dev: dev, Encoder: enc, Decoder: dec,
 		EncoderBatch: int(min(int64(batch), enc.MaxBatch())), half: img.Type == backend.Float16,
+		enc: map[uintptr]*trt.Context{}, dec: map[uintptr]*trt.Context{},
+		ws: map[string]*kgpu.Buffer{}}, nil
+}
+
+// NewLocaliseStages returns stages that only localise, with the MedLAM engines (medlamEnc
+// may be nil): jobs are given a template set and no mask, and Segment fails saying the
+// pipeline has no SAM engines. The caller must Close them.
+func NewLocaliseStages(dev *kgpu.Device, medlam, medlamEnc *trt.Engine) (*DeviceStages,
+	error) {
+	if medlam == nil {
+		return nil, errors.New("gpu: a localisation pipeline needs the MedLAM engine")
+	}
+	return &DeviceStages{Dev: dev, MedLAM: medlam, MedLAMEncoder: medlamEnc,
 		enc: map[uintptr]*trt.Context{}, dec: map[uintptr]*trt.Context{},
 		ws: map[string]*kgpu.Buffer{}}, nil
 }
@@ -173,6 +190,9 @@ func (d *DeviceStages) Localise(ctx context.Context, ds DevStream, vol DevMem, l
 		return nil, nil, err
 	}
 	seg := segment.FromLocalization(res)
+	if job.Mask == "" { // localisation only: the boxes go back in res
+		return nil, res, nil
+	}
 	if len(seg) == 0 {
 		return nil, nil, fmt.Errorf("%s: no organ to segment", job.Query)
 	}
@@ -201,7 +221,8 @@ func (d *DeviceStages) localiser(job Job) (*DeviceLocaliser, error) {
 	if job.Localize != nil {
 		opt = *job.Localize
 	}
-	key := fmt.Sprintf("%s|%d|%d|%d", job.Templates, opt.Seed, opt.CoarseCrops, opt.Batch)
+	key := fmt.Sprintf("%s|%d|%d|%d|%d", job.Templates, opt.Seed, opt.CoarseCrops, opt.Batch,
+		d.MedLAMBatch)
 	if d.loc != nil && d.locKey == key {
 		return d.loc, nil
 	}
@@ -220,6 +241,7 @@ func (d *DeviceStages) localiser(job Job) (*DeviceLocaliser, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", job.Templates, err)
 	}
+	loc.MaxBatch = d.MedLAMBatch
 	d.loc, d.locKey = loc, key
 	return loc, nil
 }
@@ -285,6 +307,9 @@ func (d *DeviceStages) contexts(s *kgpu.Stream) (*trt.Context, *trt.Context, err
 // returning, so that its staging tables and workspace can be reused.
 func (d *DeviceStages) Segment(ctx context.Context, ds DevStream, vol DevMem, l Loaded,
 	organs []Organ, mask DevMem) error {
+	if d.Encoder == nil || d.Decoder == nil {
+		return errors.New("this pipeline only localises: it has no SAM engines")
+	}
 	s, err := kstream(ds)
 	if err != nil {
 		return err
