@@ -139,3 +139,26 @@ func TestOpenBackendChoice(t *testing.T) {
 		})
 	}
 }
+
+// TestSAMOpener: on the TensorRT backend each SAM part opens on its engine when the engines
+// directory has one for the part's model, and on the CPU otherwise, with the reason logged.
+func TestSAMOpener(t *testing.T) {
+	var onEngine, onCPU []string
+	var logs bytes.Buffer
+	engines := map[string]string{"medlam": "e/medlam.plan", "sam-encoder": "e/sam-encoder.plan"}
+	open := samOpener(fakeOpener(&onEngine), fakeOpener(&onCPU), engines, "e",
+		slog.New(slog.NewTextHandler(&logs, nil)))
+	for _, m := range [][2]string{{"sam-encoder.onnx", "sam-encoder"},
+		{"sam-decoder-public.onnx", "sam-decoder-public"}} {
+		if _, err := open(m[0], &backend.Manifest{Model: m[1]}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if fmt.Sprint(onEngine) != "[sam-encoder.onnx]" || fmt.Sprint(onCPU) !=
+		"[sam-decoder-public.onnx]" {
+		t.Errorf("on engines %v, on the CPU %v", onEngine, onCPU)
+	}
+	if !strings.Contains(logs.String(), "no sam-decoder-public engine in e") {
+		t.Errorf("the CPU fallback is not explained:\n%s", logs.String())
+	}
+}

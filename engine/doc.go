@@ -42,8 +42,10 @@
 // Backends (Options.Backend): "cpu" (the default) runs every model on ONNX Runtime in this
 // process; "auto" runs MedLAM on TensorRT engines (Options.Engines) when engine/gpu finds a
 // GPU, a TensorRT build and matching engines, else on the CPU, saying why in the log; "gpu"
-// insists on TensorRT. SAM runs on ONNX Runtime with those too (TODO(#6): the SAM engines
-// run only in the supervised gpu-worker that `medlsam-fast segment` drives). Options.Open
+// insists on TensorRT; with TensorRT, SAM runs on its engines too when they are there. These
+// engines run in the calling process with host tensors in and out of each call (TODO(#6):
+// the device-resident pipeline and the supervised worker that isolates TensorRT faults are
+// what `medlsam-fast localize` and `segment` drive; this package does not yet). Options.Open
 // plugs in any other backend (and the tests' fakes) for both networks. The Kernels of
 // Options.Localize and Options.Segment choose CPU or GPU kernels for the steps around the
 // networks.

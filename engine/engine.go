@@ -100,7 +100,8 @@ type Engine struct {
 	cfg     localize.Config
 	closed  bool
 	backend string
-	release func() error // frees what the backend shares between models (the GPU)
+	release func() error      // frees what the backend shares between models (the GPU)
+	engines map[string]string // the TensorRT backend's engine plans by model
 
 	// SAM, opened lazily (sam.go): where and how to open it, and once open, the models
 	// (also listed in models, so that Close closes them).
@@ -140,10 +141,8 @@ func Open(modelsDir string, opt Options) (*Engine, error) {
 	}
 	e.samOpen = open
 	if e.backend == string(gpu.TensorRT) {
-		// TODO(#6): SAM runs on ONNX Runtime here even when MedLAM runs on TensorRT: the
-		// SAM engines run only in the supervised gpu-worker (cmd segment), which this
-		// package does not drive yet.
-		e.samOpen = cpuOpener(ortOptions(opt), ORT)
+		e.samOpen = samOpener(open, cpuOpener(ortOptions(opt), ORT), e.engines, opt.Engines,
+			cfg.Logger)
 	}
 	name, err := findModel(modelsDir, opt.ModelName)
 	if err != nil {
@@ -200,8 +199,8 @@ func (e *Engine) chooseBackend(opt Options) (Opener, error) {
 	if opt.GPUEnv != nil {
 		env = *opt.GPUEnv
 	}
-	env.Engines, env.Models, env.Optional = opt.Engines, gpu.LocalizeModels,
-		gpu.LocalizeOptional
+	env.Engines, env.Models = opt.Engines, gpu.LocalizeModels
+	env.Optional = slices.Concat(gpu.LocalizeOptional, gpu.SegmentModels)
 	c, err := gpu.Select(mode, env, e.cfg.Logger)
 	if err != nil {
 		return nil, fmt.Errorf("engine: %w", err)
@@ -217,8 +216,24 @@ func (e *Engine) chooseBackend(opt Options) (Opener, error) {
 		e.cfg.Logger.Info("gpu backend not used; running on the CPU", "reason", err.Error())
 		return cpu(), nil
 	}
-	e.backend, e.release = string(gpu.TensorRT), release
+	e.backend, e.release, e.engines = string(gpu.TensorRT), release, c.Engines
 	return Opener(open), nil
+}
+
+// samOpener opens a SAM part on its TensorRT engine (onEngine) when engines, the plans the
+// backend choice found in dir, has one for the part's model, and otherwise on the CPU
+// (onCPU), logging why: a public-layout decoder, say, has no engine recipe.
+func samOpener(onEngine, onCPU Opener, engines map[string]string, dir string,
+	log *slog.Logger) Opener {
+	return func(path string, man *backend.Manifest) (backend.Model, error) {
+		if plan, ok := engines[man.Model]; ok {
+			log.Info("engine: SAM part on TensorRT", "model", man.Model, "engine", plan)
+			return onEngine(path, man)
+		}
+		log.Info("engine: SAM part on ONNX Runtime", "model", man.Model, "reason",
+			fmt.Sprintf("no %s engine in %s", man.Model, dir))
+		return onCPU(path, man)
+	}
 }
 
 // ortOptions are the CPU backend's settings for opt.
@@ -240,7 +255,8 @@ var cpuOpener = func(o ort.Options, medlam string) Opener {
 
 // Backend names the backend the MedLAM models run on: "cpu" (the native network or ONNX
 // Runtime, Options.MedLAMRuntime), "tensorrt", or "custom" (Options.Open). SAM runs on ONNX
-// Runtime on the "cpu" backend and also, for now, with "tensorrt" (see Options.SAMName).
+// Runtime on the "cpu" backend; with "tensorrt", each SAM part runs on its engine when the
+// engines directory has one, else on ONNX Runtime (logged).
 func (e *Engine) Backend() string { return e.backend }
 
 // findModel returns the base name of the MedLAM model to open in dir.
