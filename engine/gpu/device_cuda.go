@@ -3,6 +3,7 @@
 package gpu
 
 import (
+	"errors"
 	"fmt"
 	"sync"
 
@@ -211,4 +212,47 @@ func (m *TRTMemory) Synchronize(stream uintptr) error {
 		// the stream rather than reused (the worker process is restarted after such faults).
 	}
 	return err
+}
+
+// workspace is device memory by role, each buffer grown on demand. Growing frees the old
+// buffer, which is safe even with work still enqueued on it: cudaFree waits for the device
+// (Buffer.Close), at the cost of a stall when a later call needs more room.
+type workspace struct {
+	dev  *kgpu.Device
+	bufs map[string]*kgpu.Buffer
+}
+
+// get returns the buffer of role, at least n bytes.
+func (w *workspace) get(role string, n int) (*kgpu.Buffer, error) {
+	if b := w.bufs[role]; b != nil && b.Len() >= n {
+		return b, nil
+	}
+	if err := w.drop(role); err != nil {
+		return nil, err
+	}
+	b, err := w.dev.Alloc(max(n, 1))
+	if err != nil {
+		return nil, fmt.Errorf("%s workspace of %d bytes: %w", role, n, err)
+	}
+	if w.bufs == nil {
+		w.bufs = map[string]*kgpu.Buffer{}
+	}
+	w.bufs[role] = b
+	return b, nil
+}
+
+// drop frees the buffer of role, if any.
+func (w *workspace) drop(role string) error {
+	b := w.bufs[role]
+	delete(w.bufs, role)
+	return b.Close()
+}
+
+// close frees every buffer; the workspace can be used again.
+func (w *workspace) close() error {
+	var errs []error
+	for role := range w.bufs {
+		errs = append(errs, w.drop(role))
+	}
+	return errors.Join(errs...)
 }

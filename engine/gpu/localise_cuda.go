@@ -47,7 +47,7 @@ type DeviceLocaliser struct {
 	search *kgpu.SimilaritySearch
 	kern   [3]*kgpu.Buffer // template kernels per scale, [point][C][k^3]
 	ctx    map[*trt.Engine]map[uintptr]*trt.Context
-	ws     map[string]*kgpu.Buffer
+	ws     workspace
 }
 
 // NewDeviceLocaliser checks the engines against the MedLAM contract (localize's tensor
@@ -77,7 +77,7 @@ func NewDeviceLocaliser(dev *kgpu.Device, full, enc *trt.Engine, ts *localize.Te
 	}
 	l := &DeviceLocaliser{Dev: dev, Full: full, Encoder: enc, Set: ts, Config: cfg,
 		search: search, ctx: map[*trt.Engine]map[uintptr]*trt.Context{},
-		ws: map[string]*kgpu.Buffer{}}
+		ws: workspace{dev: dev}}
 	if err := l.uploadKernels(); err != nil {
 		return nil, errors.Join(err, l.Close())
 	}
@@ -155,21 +155,9 @@ func (l *DeviceLocaliser) uploadKernels() error {
 	return s.Sync() // before the pinned buffers go back to the pool
 }
 
-// buf returns the workspace buffer of role, at least n bytes (see DeviceStages.buf).
+// buf returns the workspace buffer of role, at least n bytes.
 func (l *DeviceLocaliser) buf(role string, n int) (*kgpu.Buffer, error) {
-	if b := l.ws[role]; b != nil && b.Len() >= n {
-		return b, nil
-	}
-	if err := l.ws[role].Close(); err != nil {
-		return nil, err
-	}
-	delete(l.ws, role)
-	b, err := l.Dev.Alloc(max(n, 1))
-	if err != nil {
-		return nil, fmt.Errorf("%s workspace of %d bytes: %w", role, n, err)
-	}
-	l.ws[role] = b
-	return b, nil
+	return l.ws.get(role, n)
 }
 
 // context returns e's context on stream s, creating it.
@@ -255,8 +243,7 @@ func (l *DeviceLocaliser) resample(s *kgpu.Stream, grid *kgpu.Buffer, shape [3]i
 		pool.PutHost(h)
 		// The workspace (float64 coefficients of a whole pass: about 8 bytes a voxel of
 		// the query) is not kept: SAM's encoder batch was sized without it.
-		delete(l.ws, "zoom")
-		serr = ws.Close()
+		serr = l.ws.drop("zoom")
 		if err == nil {
 			err = serr
 		}
@@ -293,10 +280,7 @@ func (l *DeviceLocaliser) Close() error {
 		errs = append(errs, b.Close())
 		l.kern[i] = nil
 	}
-	for role, b := range l.ws {
-		errs = append(errs, b.Close())
-		delete(l.ws, role)
-	}
+	errs = append(errs, l.ws.close())
 	for e, m := range l.ctx {
 		for _, c := range m {
 			errs = append(errs, c.Close())

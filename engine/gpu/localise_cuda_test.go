@@ -66,7 +66,7 @@ func prepareOnDevice(t *testing.T, d *kgpu.Device, s *kgpu.Stream, name string, 
 	}
 	vol := uploadFloats(t, d, s, v.Data)
 	l := &DeviceLocaliser{Dev: d, Set: &localize.TemplateSet{Resampling: res},
-		ws: map[string]*kgpu.Buffer{}}
+		ws: workspace{dev: d}}
 	defer l.Close()
 	geom := &volume.Volume{Shape: v.Shape, Spacing: v.Spacing, Affine: v.Affine}
 	plan, grid, err := l.Prepare(s, vol, geom, name)
@@ -171,7 +171,7 @@ func TestDeviceStepsSearch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := &DeviceLocaliser{Dev: d, Set: ts, search: search, ws: map[string]*kgpu.Buffer{}}
+	l := &DeviceLocaliser{Dev: d, Set: ts, search: search, ws: workspace{dev: d}}
 	defer l.Close()
 	if err := l.uploadKernels(); err != nil {
 		t.Fatal(err)

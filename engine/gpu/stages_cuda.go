@@ -61,7 +61,7 @@ type DeviceStages struct {
 	half bool // the encoder takes fp16 images
 	enc  map[uintptr]*trt.Context
 	dec  map[uintptr]*trt.Context
-	ws   map[string]*kgpu.Buffer // workspace by role, grown on demand
+	ws   workspace
 }
 
 // NewDeviceStages checks the engines against the SAM contracts (engine/segment's tensor
@@ -111,7 +111,7 @@ func NewDeviceStages(dev *kgpu.Device, enc, dec *trt.Engine, batch int) (*Device
 	return &DeviceStages{Dev: dev, Encoder: enc, Decoder: dec,
 		EncoderBatch: int(min(int64(batch), enc.MaxBatch())), half: img.Type == backend.Float16,
 		enc: map[uintptr]*trt.Context{}, dec: map[uintptr]*trt.Context{},
-		ws: map[string]*kgpu.Buffer{}}, nil
+		ws: workspace{dev: dev}}, nil
 }
 
 // NewLocaliseStages returns stages that only localise, with the MedLAM engines (medlamEnc
@@ -124,7 +124,7 @@ func NewLocaliseStages(dev *kgpu.Device, medlam, medlamEnc *trt.Engine) (*Device
 	}
 	return &DeviceStages{Dev: dev, MedLAM: medlam, MedLAMEncoder: medlamEnc,
 		enc: map[uintptr]*trt.Context{}, dec: map[uintptr]*trt.Context{},
-		ws: map[string]*kgpu.Buffer{}}, nil
+		ws: workspace{dev: dev}}, nil
 }
 
 // queryMeta is what Store needs of a loaded query.
@@ -262,23 +262,9 @@ func readOrgans(path string) ([]Organ, error) {
 	return organs, nil
 }
 
-// buf returns the workspace buffer of role, at least n bytes. Growing frees the old one,
-// which is safe even with work of this volume still enqueued on it: cudaFree waits for the
-// device (Buffer.Close), at the cost of a stall when a later batch needs more room.
+// buf returns the workspace buffer of role, at least n bytes.
 func (d *DeviceStages) buf(role string, n int) (*kgpu.Buffer, error) {
-	if b := d.ws[role]; b != nil && b.Len() >= n {
-		return b, nil
-	}
-	if err := d.ws[role].Close(); err != nil {
-		return nil, err
-	}
-	delete(d.ws, role)
-	b, err := d.Dev.Alloc(max(n, 1))
-	if err != nil {
-		return nil, fmt.Errorf("%s workspace of %d bytes: %w", role, n, err)
-	}
-	d.ws[role] = b
-	return b, nil
+	return d.ws.get(role, n)
 }
 
 // contexts returns the encoder and decoder contexts of stream s, creating them.
@@ -561,10 +547,7 @@ func (d *DeviceStages) Store(ctx context.Context, job Job, l Loaded, organs []Or
 func (d *DeviceStages) Close() error {
 	errs := []error{d.loc.Close()}
 	d.loc, d.locKey = nil, ""
-	for _, b := range d.ws {
-		errs = append(errs, b.Close())
-	}
-	d.ws = map[string]*kgpu.Buffer{}
+	errs = append(errs, d.ws.close())
 	for _, m := range []map[uintptr]*trt.Context{d.enc, d.dec} {
 		for h, c := range m {
 			errs = append(errs, c.Close())
