@@ -141,24 +141,35 @@ func TestOpenBackendChoice(t *testing.T) {
 }
 
 // TestSAMOpener: on the TensorRT backend each SAM part opens on its engine when the engines
-// directory has one for the part's model, and on the CPU otherwise, with the reason logged.
+// directory has one for the part's model built from the part's ONNX, and on the CPU
+// otherwise, with the reason logged.
 func TestSAMOpener(t *testing.T) {
 	var onEngine, onCPU []string
 	var logs bytes.Buffer
-	engines := map[string]string{"medlam": "e/medlam.plan", "sam-encoder": "e/sam-encoder.plan"}
+	engine := func(model, onnx string) *trt.EngineManifest {
+		return &trt.EngineManifest{Manifest: backend.Manifest{Model: model,
+			File: model + ".plan"}, ONNXSHA256: onnx}
+	}
+	engines := map[string]*trt.EngineManifest{"medlam": engine("medlam", "aa"),
+		"sam-encoder": engine("sam-encoder", "e1"), "sam-decoder": engine("sam-decoder", "d1")}
 	open := samOpener(fakeOpener(&onEngine), fakeOpener(&onCPU), engines, "e",
 		slog.New(slog.NewTextHandler(&logs, nil)))
-	for _, m := range [][2]string{{"sam-encoder.onnx", "sam-encoder"},
-		{"sam-decoder-public.onnx", "sam-decoder-public"}} {
-		if _, err := open(m[0], &backend.Manifest{Model: m[1]}); err != nil {
+	for _, m := range []struct{ file, model, sha string }{
+		{"sam-encoder.onnx", "sam-encoder", "e1"},
+		{"sam-decoder-public.onnx", "sam-decoder-public", "p1"},
+		{"medsam-decoder.onnx", "sam-decoder", "d2"}} {
+		if _, err := open(m.file, &backend.Manifest{Model: m.model, SHA256: m.sha}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	if fmt.Sprint(onEngine) != "[sam-encoder.onnx]" || fmt.Sprint(onCPU) !=
-		"[sam-decoder-public.onnx]" {
+		"[sam-decoder-public.onnx medsam-decoder.onnx]" {
 		t.Errorf("on engines %v, on the CPU %v", onEngine, onCPU)
 	}
-	if !strings.Contains(logs.String(), "no sam-decoder-public engine in e") {
-		t.Errorf("the CPU fallback is not explained:\n%s", logs.String())
+	for _, why := range []string{"no sam-decoder-public engine in e",
+		"sam-decoder.plan was built from ONNX d1, not from medsam-decoder.onnx"} {
+		if !strings.Contains(logs.String(), why) {
+			t.Errorf("the CPU fallback does not say %q:\n%s", why, logs.String())
+		}
 	}
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/medlsam-fast/medlsam-fast/engine/segment"
 	"github.com/medlsam-fast/medlsam-fast/engine/volume"
 	"github.com/medlsam-fast/medlsam-fast/kernels/cpunet"
+	"github.com/medlsam-fast/medlsam-fast/trt"
 )
 
 // Model names of the MedLAM manifests (engine/backend Manifest.Model).
@@ -101,7 +102,7 @@ type Engine struct {
 	closed  bool
 	backend string
 	release func() error      // frees what the backend shares between models (the GPU)
-	engines map[string]string // the TensorRT backend's engine plans by model
+	engines map[string]*trt.EngineManifest // the TensorRT backend's engines by model
 
 	// SAM, opened lazily (sam.go): where and how to open it, and once open, the models
 	// (also listed in models, so that Close closes them).
@@ -216,22 +217,28 @@ func (e *Engine) chooseBackend(opt Options) (Opener, error) {
 		e.cfg.Logger.Info("gpu backend not used; running on the CPU", "reason", err.Error())
 		return cpu(), nil
 	}
-	e.backend, e.release, e.engines = string(gpu.TensorRT), release, c.Engines
+	e.backend, e.release, e.engines = string(gpu.TensorRT), release, c.Manifests
 	return Opener(open), nil
 }
 
-// samOpener opens a SAM part on its TensorRT engine (onEngine) when engines, the plans the
-// backend choice found in dir, has one for the part's model, and otherwise on the CPU
-// (onCPU), logging why: a public-layout decoder, say, has no engine recipe.
-func samOpener(onEngine, onCPU Opener, engines map[string]string, dir string,
+// samOpener opens a SAM part on its TensorRT engine (onEngine) when engines, the engines
+// the backend choice found in dir, has one for the part's model built from the part's ONNX,
+// and otherwise on the CPU (onCPU), logging why: a public-layout decoder has no engine
+// recipe, say, or the engines were built from another SAM.
+func samOpener(onEngine, onCPU Opener, engines map[string]*trt.EngineManifest, dir string,
 	log *slog.Logger) Opener {
 	return func(path string, man *backend.Manifest) (backend.Model, error) {
-		if plan, ok := engines[man.Model]; ok {
-			log.Info("engine: SAM part on TensorRT", "model", man.Model, "engine", plan)
+		em := engines[man.Model]
+		if em != nil && em.ONNXSHA256 == man.SHA256 {
+			log.Info("engine: SAM part on TensorRT", "model", man.Model, "engine", em.File)
 			return onEngine(path, man)
 		}
-		log.Info("engine: SAM part on ONNX Runtime", "model", man.Model, "reason",
-			fmt.Sprintf("no %s engine in %s", man.Model, dir))
+		reason := fmt.Sprintf("no %s engine in %s", man.Model, dir)
+		if em != nil {
+			reason = fmt.Sprintf("the %s engine %s was built from ONNX %.12s, not from %s",
+				man.Model, em.File, em.ONNXSHA256, path)
+		}
+		log.Info("engine: SAM part on ONNX Runtime", "model", man.Model, "reason", reason)
 		return onCPU(path, man)
 	}
 }

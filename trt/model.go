@@ -66,6 +66,9 @@ func NewModel(e *Engine, mem Memory, stream uintptr) (*Model, error) {
 func (m *Model) Inputs() []backend.TensorInfo  { return m.e.inputs }
 func (m *Model) Outputs() []backend.TensorInfo { return m.e.outputs }
 
+// MaxBatch is the largest batch the engine's profiles take (backend.BatchLimited).
+func (m *Model) MaxBatch() int64 { return m.e.MaxBatch() }
+
 // Run copies the inputs to the device, runs the engine and returns the named outputs.
 func (m *Model) Run(inputs []backend.Tensor, names []string) ([]backend.Tensor, error) {
 	m.mu.Lock()

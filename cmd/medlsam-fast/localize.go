@@ -3,11 +3,13 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -155,6 +157,9 @@ func (f *localizeFlags) check() error {
 		return fmt.Errorf("%w: give one of --template pairs, --template-points or "+
 			"--templates-file", errUsage)
 	}
+	if f.batch < 1 {
+		return fmt.Errorf("%w: --batch %d: give at least 1 patch per call", errUsage, f.batch)
+	}
 	if r := f.medlamRuntime; r != engine.Native && r != engine.ORT {
 		return fmt.Errorf("%w: --medlam-runtime %q is neither %s nor %s", errUsage, r,
 			engine.Native, engine.ORT)
@@ -244,11 +249,14 @@ func runLocalize(args []string, stdout io.Writer) error {
 		return err
 	}
 	// MedLAM's backend for the query: TensorRT engines in the supervised worker, or here.
-	env := gpuEnv(f.gpu.engines, gpu.LocalizeModels)
-	env.Optional = gpu.LocalizeOptional
-	choice, err := gpu.Select(backendMode, env, slog.Default())
-	if err != nil {
-		return fmt.Errorf("localize: %w", err)
+	// Template sets are built on the CPU, so without a query there is nothing to choose.
+	var choice gpu.Choice
+	if fs.NArg() == 1 {
+		env := gpuEnv(f.gpu.engines, gpu.LocalizeModels)
+		env.Optional = gpu.LocalizeOptional
+		if choice, err = gpu.Select(backendMode, env, slog.Default()); err != nil {
+			return err
+		}
 	}
 	onGPU := choice.Backend == gpu.TensorRT
 	kern, err := f.gpu.openKernels()
@@ -268,7 +276,7 @@ func runLocalize(args []string, stdout io.Writer) error {
 	if onGPU {
 		if err := checkMedLAMEngine(choice, eng, f.models, "localise on the CPU with "+
 			"--backend cpu"); err != nil {
-			return fmt.Errorf("localize: %w", err)
+			return err
 		}
 	}
 	// The query's header is read before the template set is built, so that a bad query
@@ -295,12 +303,16 @@ func runLocalize(args []string, stdout io.Writer) error {
 	}
 	var res *localize.Result
 	if onGPU {
-		opt := gpu.LocalizeOptions{Seed: f.seed} // batch: the engine's optimum
+		// By default the worker batches at the engine's optimum within its memory bound
+		// (gpu.LocalizeOptions.Batch 0), under a cap that starts at the engines' largest
+		// batch; --batch sets both.
+		opt, maxBatch := gpu.LocalizeOptions{Seed: f.seed}, medlamMaxBatch(choice)
 		if fs.Changed("batch") {
-			opt.Batch = f.batch
+			opt.Batch, maxBatch = f.batch, f.batch
 		}
-		res, err = localiseOnGPU(ctx, fs.Arg(0), query.Volume.Shape, ts, opt, f.gpu.engines,
-			f.batch)
+		set := f.templateSet // the worker loads (and checks) a set file itself
+		res, err = localiseOnGPU(ctx, fs.Arg(0), query.Volume.Shape, ts, set, opt,
+			f.gpu.engines, maxBatch)
 	} else {
 		res, err = eng.Localize(ctx, ts, fs.Arg(0))
 	}
@@ -308,6 +320,27 @@ func runLocalize(args []string, stdout io.Writer) error {
 		return err
 	}
 	return writeReport(stdout, res, f.out, nil)
+}
+
+// medlamMaxBatch is the largest batch the MedLAM engines of c take, from their manifests'
+// profiles (localize.DefaultBatchSize when they do not say).
+func medlamMaxBatch(c gpu.Choice) int {
+	most := 0
+	for _, model := range slices.Concat(gpu.LocalizeModels, gpu.LocalizeOptional) {
+		m := c.Manifests[model]
+		if m == nil {
+			continue
+		}
+		for _, p := range m.Profiles {
+			if r, ok := p.Shapes[localize.InputPatch]; ok && len(r.Max) > 0 {
+				most = max(most, int(r.Max[0]))
+			}
+		}
+	}
+	if most < 1 {
+		return localize.DefaultBatchSize
+	}
+	return most
 }
 
 // checkMedLAMEngine refuses the MedLAM engine of c when it was not built from the ONNX
@@ -331,43 +364,45 @@ func checkMedLAMEngine(c gpu.Choice, eng *engine.Engine, models, fix string) err
 // localiseOnGPU localises query (of grid shape) with the MedLAM engines in engines, in a
 // supervised worker process (`medlsam-fast gpu-worker --work localise`) that reads the
 // volume into pinned memory, copies it to the device once and runs the whole localisation
-// there with the template set ts (saved to a temporary file for it). batch caps the
-// patches per engine call; the supervisor halves it and retries when the worker runs out
-// of device memory or dies.
+// there with the template set ts (from the file set, or saved to a temporary file for it
+// when set is empty). maxBatch caps the patches per engine call; the supervisor halves it
+// and retries when the worker runs out of device memory or dies.
 func localiseOnGPU(ctx context.Context, query string, shape [3]int, ts *localize.TemplateSet,
-	opt gpu.LocalizeOptions, engines string, batch int) (*localize.Result, error) {
-	tmp, err := os.MkdirTemp("", "medlsam-localize-")
-	if err != nil {
-		return nil, fmt.Errorf("localize: %w", err)
+	set string, opt gpu.LocalizeOptions, engines string, maxBatch int) (*localize.Result,
+	error) {
+	if set == "" {
+		tmp, err := os.MkdirTemp("", "medlsam-localize-")
+		if err != nil {
+			return nil, err
+		}
+		defer os.RemoveAll(tmp)
+		set = filepath.Join(tmp, "templates.json")
+		if err := ts.Save(set); err != nil {
+			return nil, err
+		}
 	}
-	defer os.RemoveAll(tmp)
-	set := filepath.Join(tmp, "templates.json")
-	if err := ts.Save(set); err != nil {
-		return nil, fmt.Errorf("localize: %w", err)
-	}
-	sup := &gpu.Supervisor{Command: workerCommand(engines, gpu.WorkLocalise), Batch: batch,
+	sup := &gpu.Supervisor{Command: workerCommand(engines, gpu.WorkLocalise), Batch: maxBatch,
 		Log: slog.Default()}
 	defer sup.Close()
 	job := gpu.Job{Query: query, Templates: set, Localize: &opt}
 	out, err := sup.Do(ctx, gpu.Batch{Jobs: []gpu.Job{job}})
 	if err != nil {
-		return nil, fmt.Errorf("localize: gpu worker: %w", err)
+		return nil, fmt.Errorf("gpu worker: %w", err)
 	}
 	var results []gpu.Result
 	if err := json.Unmarshal(out.Result, &results); err != nil {
-		return nil, fmt.Errorf("localize: gpu worker answer: %w", err)
+		return nil, fmt.Errorf("gpu worker answer: %w", err)
 	}
 	switch {
 	case len(results) != 1:
-		return nil, fmt.Errorf("localize: gpu worker answered %d results for one query",
-			len(results))
+		return nil, fmt.Errorf("gpu worker answered %d results for one query", len(results))
 	case results[0].Err != "":
-		return nil, fmt.Errorf("localize: %s", results[0].Err)
+		return nil, errors.New(results[0].Err)
 	case results[0].Localization == nil:
-		return nil, fmt.Errorf("localize: gpu worker gave no localisation for %s", query)
+		return nil, fmt.Errorf("gpu worker gave no localisation for %s", query)
 	case results[0].Localization.Shape != shape:
-		return nil, fmt.Errorf("localize: gpu worker localised %s on a grid of %v, the "+
-			"file's is %v", query, results[0].Localization.Shape, shape)
+		return nil, fmt.Errorf("gpu worker localised %s on a grid of %v, the file's is %v",
+			query, results[0].Localization.Shape, shape)
 	}
 	slog.Info("localised in the GPU worker", "query", query, "attempts", len(out.Attempts),
 		"batch", out.Attempts[len(out.Attempts)-1].Batch)

@@ -53,6 +53,23 @@ func fakeSegHandler(ctx context.Context, raw json.RawMessage, batch int) (json.R
 	if err := json.Unmarshal(raw, &b); err != nil {
 		return nil, err
 	}
+	if f := os.Getenv("FAKE_SEG_RECORD"); f != "" {
+		// The request's batch and each job's localisation batch, for the test to check.
+		rec, err := os.OpenFile(f, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o600)
+		if err != nil {
+			return nil, err
+		}
+		for _, j := range b.Jobs {
+			lb := -1
+			if j.Localize != nil {
+				lb = j.Localize.Batch
+			}
+			fmt.Fprintf(rec, "%d %d %s\n", batch, lb, filepath.Base(j.Templates))
+		}
+		if err := rec.Close(); err != nil {
+			return nil, err
+		}
+	}
 	var out []gpu.Result
 	for _, job := range b.Jobs {
 		res := gpu.Result{Job: job}
@@ -130,6 +147,11 @@ func fakeLocalise(job gpu.Job, shape [3]int, res *gpu.Result) error {
 	return nil
 }
 
+// fakeRecord, when set, is a file where the fake worker appends a line per job: the
+// request's batch, the job's localisation batch (-1 without options) and the base name of
+// its template set.
+var fakeRecord string
+
 // fakeMedLAMEngines, when set, makes the fake environment also find MedLAM engines, the
 // full one built from the ONNX of digest fakeMedLAMONNX.
 var (
@@ -175,7 +197,7 @@ func fakeGPU(t *testing.T, crashOnce string) {
 		return func() *exec.Cmd {
 			cmd := exec.Command(os.Args[0], "-test.run=^$")
 			cmd.Env = append(os.Environ(), "MEDLSAM_FAKE_SEG_WORKER="+string(work),
-				"FAKE_SEG_CRASH_ONCE="+crashOnce)
+				"FAKE_SEG_CRASH_ONCE="+crashOnce, "FAKE_SEG_RECORD="+fakeRecord)
 			return cmd
 		}
 	}
@@ -410,11 +432,31 @@ func TestLocalizeGPUWorker(t *testing.T) {
 	if _, err := os.Stat(crashed); err == nil {
 		t.Fatal("a worker was started for a refused run")
 	}
-	if _, errs, code := runCmd(t, args(img)...); code != 0 {
+	fakeRecord = filepath.Join(dir, "record.txt")
+	t.Cleanup(func() { fakeRecord = "" })
+	set := filepath.Join(dir, "set.mlts")
+	if _, errs, code := runCmd(t, append(args(img), "--save-templates", set)...); code != 0 {
 		t.Fatalf("localize: exit %d: %s", code, errs)
 	}
 	if _, err := os.Stat(crashed); err != nil {
 		t.Errorf("the fake worker did not crash once: %v", err)
+	}
+	// With a template-set file and --batch, the worker is given that file and batch.
+	if _, errs, code := runCmd(t, "localize", "--models", "../../testdata/models",
+		"--templates-file", set, "--backend", "gpu", "--engines", filepath.Join(dir,
+			"engines"), "--batch", "5", "-o", filepath.Join(dir, "again.json"), img); code != 0 {
+		t.Fatalf("localize --templates-file: exit %d: %s", code, errs)
+	}
+	// The first run's cap starts at the engines' largest batch (the fake manifests give no
+	// profile: localize.DefaultBatchSize) and is halved after the crash; the job's own
+	// batch is left to the engine (0).
+	rec, err := os.ReadFile(fakeRecord)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf("%d 0 templates.json\n5 5 set.mlts\n", localize.DefaultBatchSize/2)
+	if string(rec) != want {
+		t.Errorf("worker requests:\n%s\nwant:\n%s", rec, want)
 	}
 	b, err := os.ReadFile(out)
 	if err != nil {

@@ -70,6 +70,22 @@ type Model interface {
 	Close() error
 }
 
+// BatchLimited is implemented by models that take at most MaxBatch items per call (a
+// TensorRT engine, bounded by its optimisation profiles); callers split larger batches.
+type BatchLimited interface {
+	MaxBatch() int64
+}
+
+// CapBatch returns batch, lowered to m's largest batch when m is BatchLimited.
+func CapBatch(m Model, batch int) int {
+	if l, ok := m.(BatchLimited); ok {
+		if most := l.MaxBatch(); most >= 1 && int64(batch) > most {
+			return int(most)
+		}
+	}
+	return batch
+}
+
 // ErrShape reports a tensor whose shape does not match the model's contract.
 var ErrShape = errors.New("backend: shape mismatch")
 

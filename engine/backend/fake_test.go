@@ -187,3 +187,23 @@ func TestFakeScalarInput(t *testing.T) {
 		}
 	}
 }
+
+type limitedFake struct {
+	*Fake
+	most int64
+}
+
+func (l limitedFake) MaxBatch() int64 { return l.most }
+
+func TestCapBatch(t *testing.T) {
+	f := NewFake(nil, nil, nil)
+	for _, c := range []struct {
+		m           Model
+		batch, want int
+	}{{f, 100, 100}, {limitedFake{f, 8}, 100, 8}, {limitedFake{f, 8}, 5, 5},
+		{limitedFake{f, 0}, 5, 5}} {
+		if got := CapBatch(c.m, c.batch); got != c.want {
+			t.Errorf("CapBatch(%T, %d) = %d, want %d", c.m, c.batch, got, c.want)
+		}
+	}
+}

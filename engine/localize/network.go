@@ -85,7 +85,7 @@ func runBatched(ctx context.Context, model backend.Model, n, batch int, names []
 	if batch <= 0 {
 		batch = n
 	}
-	batch = min(batch, n)
+	batch = min(backend.CapBatch(model, batch), n)
 	in := make([]float32, batch*patchVoxels)
 	for first := 0; first < n; first += batch {
 		if err := ctx.Err(); err != nil {

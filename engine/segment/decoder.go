@@ -22,6 +22,20 @@ func (d decoder) decode(embShape []int64, emb []float32, boxes []sliceBox) ([]fl
 	if d.layout == LayoutPublic {
 		return d.decodePublic(embShape, emb, boxes)
 	}
+	// A model that takes fewer boxes per call (an engine's profile) gets them in chunks.
+	if most := backend.CapBatch(d.model, len(boxes)); most < len(boxes) {
+		var logits, ious []float32
+		lowRes, calls := 0, 0
+		for lo := 0; lo < len(boxes); lo += most {
+			l, r, iou, c, err := d.decode(embShape, emb, boxes[lo:min(lo+most, len(boxes))])
+			calls += c
+			if err != nil {
+				return nil, 0, nil, calls, err
+			}
+			logits, ious, lowRes = append(logits, l...), append(ious, iou...), r
+		}
+		return logits, lowRes, ious, calls, nil
+	}
 	n := len(boxes)
 	// The embedding is repeated once per box: the contract pairs embedding b with box b,
 	// and the mask decoder repeats it per prompt internally anyway.

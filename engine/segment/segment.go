@@ -288,6 +288,7 @@ func Segment(ctx context.Context, m Models, v *volume.Volume, source string, org
 	if err != nil {
 		return nil, err
 	}
+	cfg.BatchSize = backend.CapBatch(m.Encoder, cfg.BatchSize)
 	byK, ks, err := plan(organs, v.Shape)
 	if err != nil {
 		return nil, fmt.Errorf("%w (query %s)", err, source)

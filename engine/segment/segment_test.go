@@ -446,3 +446,58 @@ func TestSegmentShortOutputs(t *testing.T) {
 		}
 	}
 }
+
+// limited is a fake model that takes at most max items per call, as a TensorRT engine's
+// profiles bound it (backend.BatchLimited).
+type limited struct {
+	*backend.Fake
+	max int64
+}
+
+func (l limited) MaxBatch() int64 { return l.max }
+
+// TestBatchLimitedModels: an encoder that takes fewer slices than Config.BatchSize gets
+// batches of its largest size, and a decoder that takes fewer boxes than a slice has gets
+// them in chunks; the label map is the same as with unlimited models.
+func TestBatchLimitedModels(t *testing.T) {
+	v, err := volume.New([3]int{40, 30, 12}, [3]float64{1, 1, 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range v.Data {
+		v.Data[i] = float32(i%300) - 100
+	}
+	var organs []Organ // five organs on slices 2..6: five boxes a slice
+	for o := range 5 {
+		organs = append(organs, Organ{Label: o + 1, Box: eval.Box{
+			Min: [3]int{2 + 7*o, 3, 2}, Max: [3]int{6 + 7*o, 20, 6}}})
+	}
+	enc, dec := fakeModels(false)
+	want, err := Segment(context.Background(), Models{Encoder: enc, Decoder: dec}, v, "q",
+		organs, Config{BatchSize: 4, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc, dec = fakeModels(false)
+	got, err := Segment(context.Background(), Models{Encoder: limited{enc, 3},
+		Decoder: limited{dec, 2}}, v, "q", organs, Config{BatchSize: 4, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b := enc.Batches(); !slices.Equal(b, []int64{3, 2}) || got.Report.Batch != 3 {
+		t.Errorf("encoder batches %v (report batch %d), want [3 2] (3)", b, got.Report.Batch)
+	}
+	if b := dec.Batches(); !slices.Equal(b, slices.Repeat([]int64{2, 2, 1}, 5)) ||
+		got.Report.DecoderCalls != 15 || got.Report.BoxesDecoded != 25 {
+		t.Errorf("decoder batches %v, %d calls for %d boxes; want 2, 2, 1 per slice", b,
+			got.Report.DecoderCalls, got.Report.BoxesDecoded)
+	}
+	if !slices.Equal(got.Labels.Data, want.Labels.Data) {
+		t.Error("the label map differs from the unlimited models'")
+	}
+	for o := range organs {
+		if got.Report.Organs[o].MeanIoUPrediction != 0.5 {
+			t.Errorf("organ %d: IoU %v", o+1, got.Report.Organs[o].MeanIoUPrediction)
+		}
+	}
+}
