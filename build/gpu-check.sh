@@ -19,7 +19,8 @@
 #      from testdata/models (build 120 s, compare 60 s; tolerance 1e-3 abs + 1e-3 rel), the
 #      GPU pipeline end to end on the shared CT with those engines when
 #      bin/medlsam-fast-trt was carried (make tensorrt; 90 s: a given box, and MedLAM
-#      localisation on the device compared with the CPU's), fp16 engines (build 120 s,
+#      localisation on the device compared with the CPU's; then 60 s: localize --backend gpu
+#      in a localisation worker, compared too), fp16 engines (build 120 s,
 #      compare 60 s; tolerance 3e-2) when python3 has onnx for build/engines/mixed_precision.py;
 #      where TensorRT is missing it says so and the rest runs;
 #   4. the cgocheck2 builds of the tests (whatever time is left, 120 s at most each).
@@ -190,6 +191,11 @@ PY
 	fi
 	# The same localisation through the command line: localize hands the query to a
 	# localisation-only worker (gpu-worker --work localise, no SAM engines opened).
+	lim=$(budget 60)
+	if [ "$lim" -eq 0 ]; then
+		echo "gpu-check: SKIPPED localize --backend gpu: the 470 s deadline is reached"
+		return
+	fi
 	if ! timeout "$lim" "$bin" localize --backend gpu --engines "$1" --models testdata/models \
 		--templates-file "$work/set.mlts" --seed 0 -o "$work/gpu.json" "$ct" >/dev/null; then
 		echo "gpu-check: FAILED: localize --backend gpu on $ct"

@@ -101,7 +101,7 @@ type Engine struct {
 	cfg     localize.Config
 	closed  bool
 	backend string
-	release func() error      // frees what the backend shares between models (the GPU)
+	release func() error                   // frees what the backend shares between models (the GPU)
 	engines map[string]*trt.EngineManifest // the TensorRT backend's engines by model
 
 	// SAM, opened lazily (sam.go): where and how to open it, and once open, the models

@@ -193,19 +193,26 @@ func doctorEngines(w io.Writer, dir string, dev *gpu.Device, ver trt.Version,
 	}
 }
 
-// enginePlan says what `segment` does on the GPU backend with the models that have usable
-// engines, and what to build next (a format with the engines directory), if anything.
+// enginePlan says what `localize` and `segment` do on the GPU backend with the models that
+// have usable engines, and what to build next (a format with the engines directory), if
+// anything.
 func enginePlan(usable map[string]bool) (line, advice string) {
-	if !usable["sam-encoder"] || !usable["sam-decoder"] {
-		return "", ""
-	}
-	if !usable["medlam"] {
-		return "segment runs SAM in the GPU worker; MedLAM localises in the calling process",
-			"build the MedLAM engine too, so that segment localises on the device: " +
+	sam := usable["sam-encoder"] && usable["sam-decoder"]
+	switch {
+	case sam && usable["medlam"]:
+		return "segment runs in the GPU worker: MedLAM localisation and SAM on the device, " +
+			"one copy of each volume; localize runs MedLAM in a GPU worker too", ""
+	case sam:
+		return "segment runs SAM in the GPU worker; MedLAM localises on the CPU in the " +
+				"calling process, as localize does",
+			"build the MedLAM engine too, so that both localise on the device: " +
 				"bash build/engines/build.sh --only medlam --out %s"
+	case usable["medlam"]:
+		return "localize runs MedLAM in a GPU worker; segment runs on the CPU (no SAM engines)",
+			"build the SAM engines too, so that segment runs on the device: " +
+				"bash build/engines/build.sh --only sam-encoder --out %s (and sam-decoder)"
 	}
-	return "segment runs in the GPU worker: MedLAM localisation and SAM on the device, " +
-		"one copy of each volume", ""
+	return "", ""
 }
 
 func gib(b uint64) float64 { return float64(b) / (1 << 30) }

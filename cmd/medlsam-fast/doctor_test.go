@@ -130,8 +130,9 @@ func TestEnginePlan(t *testing.T) {
 		line, advice string
 	}{
 		{nil, "", ""},
-		{[]string{"medlam"}, "", ""},
-		{[]string{"sam-encoder", "sam-decoder"}, "MedLAM localises in the calling process",
+		{[]string{"medlam-encoder"}, "", ""},
+		{[]string{"medlam"}, "localize runs MedLAM in a GPU worker", "--only sam-encoder"},
+		{[]string{"sam-encoder", "sam-decoder"}, "MedLAM localises on the CPU",
 			"--only medlam"},
 		{[]string{"sam-encoder", "sam-decoder", "medlam"}, "MedLAM localisation and SAM on " +
 			"the device", ""},

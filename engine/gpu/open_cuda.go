@@ -55,10 +55,12 @@ func DevicePipeline(dir string, work Work, log *slog.Logger) PipelineOpener {
 			if err != nil {
 				return nil, nil, errors.Join(err, release())
 			}
-			var enc *trt.Engine
-			if _, ok := c.Engines["medlam-encoder"]; ok {
+			var enc *trt.Engine // optional: without it the full network runs the coarse step
+			if plan, ok := c.Engines["medlam-encoder"]; ok {
 				if enc, err = open("medlam-encoder"); err != nil {
-					return nil, nil, errors.Join(err, release())
+					log.Warn("gpu pipeline: MedLAM encoder engine not opened; the coarse "+
+						"step runs the full network", "engine", plan, "err", err)
+					enc = nil
 				}
 			}
 			if st, err = NewLocaliseStages(dev, full, enc); err != nil {

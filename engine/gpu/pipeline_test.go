@@ -538,7 +538,8 @@ func TestSchedulerLocaliseOnly(t *testing.T) {
 
 	st = newFakeStages(g, 2, time.Millisecond)
 	jobs = fakeJobs(2)
-	jobs[0].Mask, jobs[1].Mask, jobs[1].Organs = "", "", "boxes.json"
+	jobs[0].Mask, jobs[1].Mask = "", ""
+	jobs[1].Templates, jobs[1].Organs = "set.json", "boxes.json"
 	res, err = (&Scheduler{GPU: g, Stages: st}).Run(context.Background(), jobs)
 	if err != nil {
 		t.Fatal(err)

@@ -17,8 +17,9 @@ type Batch struct {
 	Jobs []Job `json:"jobs"`
 }
 
-// PipelineOpener opens the device pipeline with an encoder batch; release frees what it
-// opened (streams are the Scheduler's; engines, workspace and device are release's).
+// PipelineOpener opens the device pipeline with a batch (the SAM encoder's, or the cap on
+// MedLAM patches per call of a localisation pipeline: DevicePipeline); release frees what
+// it opened (streams are the Scheduler's; engines, workspace and device are release's).
 type PipelineOpener func(encoderBatch int) (s *Scheduler, release func() error, err error)
 
 // PipelineWorker is the worker side of the supervised GPU pipeline: Handle (a Handler for
@@ -54,7 +55,7 @@ func (w *PipelineWorker) Handle(ctx context.Context, job json.RawMessage,
 		}
 		s, rel, err := w.Open(batch)
 		if err != nil {
-			return nil, fmt.Errorf("gpu: open pipeline (encoder batch %d): %w", batch, err)
+			return nil, fmt.Errorf("gpu: open pipeline (batch %d): %w", batch, err)
 		}
 		w.sched, w.release, w.batch = s, rel, batch
 	}

@@ -96,8 +96,8 @@ var ErrGPURequested = fmt.Errorf("gpu: --backend gpu requested but unavailable: 
 
 // Select chooses the backend. ModeCPU gives the CPU. Otherwise the GPU backend is chosen
 // when the binary has TensorRT and the CUDA kernels, a GPU is present, and every model in
-// env.Models has an engine in env.Engines built for this GPU and TensorRT version, and the
-// encoder batch fits in free memory; if something is missing, ModeAuto falls back to the CPU
+// env.Models has an engine in env.Engines built for this GPU and TensorRT version, and,
+// when the SAM encoder is among env.Models, an encoder batch fits in free memory; if something is missing, ModeAuto falls back to the CPU
 // and logs why on log (one Info record), while ModeGPU returns an error wrapping
 // ErrGPURequested that says why.
 func Select(mode Mode, env Env, log *slog.Logger) (Choice, error) {
@@ -106,8 +106,11 @@ func Select(mode Mode, env Env, log *slog.Logger) (Choice, error) {
 	}
 	c, why := tryGPU(env)
 	if why == "" {
-		log.Info("gpu backend selected", "gpu", c.Device.Name, "tensorrt", c.Machine.TensorRT,
-			"encoder_batch", c.EncoderBatch)
+		attrs := []any{"gpu", c.Device.Name, "tensorrt", c.Machine.TensorRT}
+		if c.EncoderBatch > 0 {
+			attrs = append(attrs, "encoder_batch", c.EncoderBatch)
+		}
+		log.Info("gpu backend selected", attrs...)
 		return c, nil
 	}
 	if mode == ModeGPU {

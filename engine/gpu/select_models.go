@@ -37,13 +37,13 @@ const (
 	WorkLocalise Work = "localise"
 )
 
-// ParseWork reads a Work ("" is WorkSegment).
+// ParseWork reads a Work ("" is WorkSegment; "localize" is WorkLocalise too).
 func ParseWork(s string) (Work, error) {
 	switch w := Work(strings.ToLower(s)); w {
 	case "", WorkSegment:
 		return WorkSegment, nil
-	case WorkLocalise:
-		return w, nil
+	case WorkLocalise, "localize":
+		return WorkLocalise, nil
 	}
 	return "", fmt.Errorf("gpu: work %q: want %s or %s", s, WorkSegment, WorkLocalise)
 }
