@@ -42,10 +42,14 @@
 // Backends (Options.Backend): "cpu" (the default) runs every model on ONNX Runtime in this
 // process; "auto" runs MedLAM on TensorRT engines (Options.Engines) when engine/gpu finds a
 // GPU, a TensorRT build and matching engines, else on the CPU, saying why in the log; "gpu"
-// insists on TensorRT; with TensorRT, SAM runs on its engines too when they are there. These
-// engines run in the calling process with host tensors in and out of each call (TODO(#6):
-// the device-resident pipeline and the supervised worker that isolates TensorRT faults are
-// what `medlsam-fast localize` and `segment` drive; this package does not yet). Options.Open
+// insists on TensorRT. With TensorRT and Options.Worker (a WorkerCommand, such as
+// WorkerBinary of a cuda,tensorrt medlsam-fast), queries run in a supervised worker process
+// on the device pipeline of engine/gpu, as the command line runs them: each volume copied
+// to the device once, localised there and, when the engines include SAM's, segmented
+// there, with only boxes and the label map coming back; a CUDA or TensorRT fault restarts
+// the worker and retries with half the batch. Template sets are built here on the CPU.
+// Without Options.Worker the engines (SAM's too, when there) run in the calling process
+// with host tensors in and out of each call, unisolated (TODO(#6)). Options.Open
 // plugs in any other backend (and the tests' fakes) for both networks. The Kernels of
 // Options.Localize and Options.Segment choose CPU or GPU kernels for the steps around the
 // networks.

@@ -57,6 +57,14 @@ type Options struct {
 	// GPUEnv, when set, replaces engine/gpu.DefaultEnv as what the backend choice looks at
 	// (its Engines, Models and Optional fields are set by Open): the hook for tests.
 	GPUEnv *gpu.Env
+	// Worker, when set, runs the queries of the TensorRT backend in a supervised GPU worker
+	// process (see WorkerCommand, WorkerBinary): each query is copied to the device once
+	// and localised there (and segmented, when the engines include SAM's), and a CUDA or
+	// TensorRT fault costs a restart and a retry with half the batch instead of this
+	// process. Template sets are then built on the CPU here, and without SAM engines SAM
+	// runs here on the CPU. Without Worker the engines run in this process (TODO(#6): with
+	// host tensors in and out of each call, and no isolation).
+	Worker WorkerCommand
 	// Open, when set, opens the model files instead of a built-in backend: the hook for
 	// backends built elsewhere (TensorRT engines) and for tests.
 	Open Opener
@@ -103,6 +111,7 @@ type Engine struct {
 	backend string
 	release func() error                   // frees what the backend shares between models (the GPU)
 	engines map[string]*trt.EngineManifest // the TensorRT backend's engines by model
+	dw      *deviceWorker                  // the supervised GPU worker (Options.Worker)
 
 	// SAM, opened lazily (sam.go): where and how to open it, and once open, the models
 	// (also listed in models, so that Close closes them).
@@ -141,7 +150,7 @@ func Open(modelsDir string, opt Options) (*Engine, error) {
 		e.backend = "custom"
 	}
 	e.samOpen = open
-	if e.backend == string(gpu.TensorRT) {
+	if e.backend == string(gpu.TensorRT) && e.dw == nil {
 		e.samOpen = samOpener(open, cpuOpener(ortOptions(opt), ORT), e.engines, opt.Engines,
 			cfg.Logger)
 	}
@@ -158,6 +167,17 @@ func Open(modelsDir string, opt Options) (*Engine, error) {
 	}
 	e.models = append(e.models, full)
 	e.net = localize.Network{Full: full, ModelSHA256: man.SHA256}
+	if m := e.engines[modelFull]; e.dw != nil && (m == nil || m.ONNXSHA256 != man.SHA256) {
+		onnx := "?"
+		if m != nil {
+			onnx = m.ONNXSHA256
+		}
+		e.Close()
+		return nil, fmt.Errorf("engine: the MedLAM engine in %s was built from ONNX %.12s, "+
+			"not from %s (%.12s), whose template sets the worker would refuse: rebuild it "+
+			"(build/engines/build.sh) or use the CPU backend", opt.Engines, onnx, fullPath,
+			man.SHA256)
+	}
 	if _, ok := full.(*native.MedLAM); ok {
 		cfg.Logger.Info("MedLAM on the native CPU network", "kernels", cpunet.Best().String(),
 			"model", fullPath)
@@ -207,6 +227,14 @@ func (e *Engine) chooseBackend(opt Options) (Opener, error) {
 		return nil, fmt.Errorf("engine: %w", err)
 	}
 	if c.Backend != gpu.TensorRT {
+		return cpu(), nil
+	}
+	if opt.Worker != nil {
+		dw, err := newDeviceWorker(opt.Worker, c, e.cfg, opt.Segment.BatchSize, e.cfg.Logger)
+		if err != nil {
+			return nil, err
+		}
+		e.backend, e.dw, e.engines = string(gpu.TensorRT), dw, c.Manifests
 		return cpu(), nil
 	}
 	open, release, err := gpu.OpenEngineModels(c)
@@ -335,6 +363,9 @@ func (e *Engine) Close() error {
 	if e.release != nil {
 		errs = append(errs, e.release())
 	}
+	if e.dw != nil {
+		errs = append(errs, e.dw.close())
+	}
 	return errors.Join(errs...)
 }
 
@@ -440,6 +471,14 @@ func (e *Engine) LocalizeVolume(ctx context.Context, ts *localize.TemplateSet,
 	v *volume.Volume, source string) (*localize.Result, error) {
 	if err := ts.CheckResampling(e.cfg.Resampling); err != nil {
 		return nil, fmt.Errorf("engine: %s: %w", source, err)
+	}
+	if e.dw != nil {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		if e.closed {
+			return nil, ErrClosed
+		}
+		return e.dw.localize(ctx, ts, v, nil, source)
 	}
 	q, err := prepared(e.cfg, v, source, localize.Image)
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/medlsam-fast/medlsam-fast/engine/gpu"
 	"github.com/medlsam-fast/medlsam-fast/engine/localize"
 	"github.com/medlsam-fast/medlsam-fast/engine/nifti"
 	"github.com/medlsam-fast/medlsam-fast/engine/segment"
@@ -101,16 +102,38 @@ func (e *Engine) segment(ctx context.Context, ts *localize.TemplateSet, loc *loc
 	opt SegmentOptions) (*SegmentResult, error) {
 	start := time.Now()
 	res := &SegmentResult{Query: source}
+	if e.dw != nil { // the supervised GPU worker segments, or localises for SAM here
+		e.mu.Lock()
+		if e.closed {
+			e.mu.Unlock()
+			return nil, ErrClosed
+		}
+		if e.dw.work == gpu.WorkSegment {
+			defer e.mu.Unlock()
+			return e.dw.segment(ctx, ts, loc, v, hdr, source, opt)
+		}
+		var err error
+		if ts != nil {
+			loc, err = e.dw.localize(ctx, ts, v, hdr, source)
+			ts = nil
+		}
+		e.mu.Unlock()
+		if err != nil {
+			return nil, err
+		}
+		res.Times.Localize = msSince(start)
+	}
 	if v == nil {
 		if source == "" {
 			return nil, fmt.Errorf("engine: no query volume and no query file given")
 		}
+		t := time.Now()
 		img, err := nifti.Read(source, nifti.ReadOptions{})
 		if err != nil {
 			return nil, fmt.Errorf("engine: query: %w", err)
 		}
 		v, hdr = img.Volume, img.Header
-		res.Times.Read = msSince(start)
+		res.Times.Read = msSince(t)
 	}
 	if loc != nil && loc.Shape != v.Shape {
 		return nil, fmt.Errorf("engine: localisation of %q is for a grid of shape %v, query "+

@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -306,7 +305,7 @@ func runLocalize(args []string, stdout io.Writer) error {
 		// By default the worker batches at the engine's optimum within its memory bound
 		// (gpu.LocalizeOptions.Batch 0), under a cap that starts at the engines' largest
 		// batch; --batch sets both.
-		opt, maxBatch := gpu.LocalizeOptions{Seed: f.seed}, medlamMaxBatch(choice)
+		opt, maxBatch := gpu.LocalizeOptions{Seed: f.seed}, choice.LocalizeBatchCap()
 		if fs.Changed("batch") {
 			opt.Batch, maxBatch = f.batch, f.batch
 		}
@@ -320,27 +319,6 @@ func runLocalize(args []string, stdout io.Writer) error {
 		return err
 	}
 	return writeReport(stdout, res, f.out, nil)
-}
-
-// medlamMaxBatch is the largest batch the MedLAM engines of c take, from their manifests'
-// profiles (localize.DefaultBatchSize when they do not say).
-func medlamMaxBatch(c gpu.Choice) int {
-	most := 0
-	for _, model := range slices.Concat(gpu.LocalizeModels, gpu.LocalizeOptional) {
-		m := c.Manifests[model]
-		if m == nil {
-			continue
-		}
-		for _, p := range m.Profiles {
-			if r, ok := p.Shapes[localize.InputPatch]; ok && len(r.Max) > 0 {
-				most = max(most, int(r.Max[0]))
-			}
-		}
-	}
-	if most < 1 {
-		return localize.DefaultBatchSize
-	}
-	return most
 }
 
 // checkMedLAMEngine refuses the MedLAM engine of c when it was not built from the ONNX

@@ -392,17 +392,8 @@ func segmentOnGPU(ctx context.Context, queries []string, locate locator,
 			return rep, fmt.Errorf("segment: gpu worker wrote %s of shape %v for a query "+
 				"of shape %v", jobs[i].Mask, m.Volume.Shape, q.Segmentation.Shape)
 		}
-		count := map[int]int{}
-		for _, v := range m.Volume.Data {
-			if v != 0 {
-				count[int(v)]++
-			}
-		}
-		for _, o := range segment.FromLocalization(q.Localization) {
-			or := segment.NewOrganReport(o, q.Segmentation.Shape[0], q.Segmentation.Shape[1])
-			or.Voxels = count[o.Label]
-			q.Segmentation.Organs = append(q.Segmentation.Organs, or)
-		}
+		q.Segmentation = segment.LabelReport(q.Query, m.Volume,
+			segment.FromLocalization(q.Localization), q.Segmentation.Batch)
 		if perOrgan {
 			var labels []int
 			for _, o := range q.Segmentation.Organs {

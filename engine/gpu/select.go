@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/medlsam-fast/medlsam-fast/engine/backend"
+	"github.com/medlsam-fast/medlsam-fast/engine/localize"
 	kgpu "github.com/medlsam-fast/medlsam-fast/kernels/gpu"
 	"github.com/medlsam-fast/medlsam-fast/trt"
 )
@@ -84,9 +85,38 @@ type Choice struct {
 	// Engines maps each model to its plan file, and Manifests to that plan's manifest.
 	Engines   map[string]string
 	Manifests map[string]*trt.EngineManifest
-	// EncoderBatch is the SAM encoder batch that fits in the device's free memory (0 when
-	// the SAM encoder is not among the models required).
+	// EncoderBatch is the SAM encoder batch that fits in the device's free memory (0
+	// without a SAM encoder engine, or when an optional one does not fit).
 	EncoderBatch int
+}
+
+// MaxBatch is the largest batch that input takes in the engines of models, from their
+// manifests' profiles; 0 when they do not say.
+func (c Choice) MaxBatch(input string, models ...string) int {
+	most := 0
+	for _, model := range models {
+		m := c.Manifests[model]
+		if m == nil {
+			continue
+		}
+		for _, p := range m.Profiles {
+			if r, ok := p.Shapes[input]; ok && len(r.Max) > 0 {
+				most = max(most, int(r.Max[0]))
+			}
+		}
+	}
+	return most
+}
+
+// LocalizeBatchCap is the first cap on MedLAM patches per engine call of a localisation
+// worker: the largest batch its MedLAM engines take (localize.DefaultBatchSize when their
+// manifests do not say), so that the first try is not capped.
+func (c Choice) LocalizeBatchCap() int {
+	if most := c.MaxBatch(localize.InputPatch, slices.Concat(LocalizeModels,
+		LocalizeOptional)...); most > 0 {
+		return most
+	}
+	return localize.DefaultBatchSize
 }
 
 // ErrGPURequested is returned by Select when ModeGPU was asked for and the GPU backend cannot
@@ -190,12 +220,12 @@ func tryGPU(env Env) (Choice, string) {
 			}
 		}
 	}
-	if !slices.Contains(env.Models, "sam-encoder") {
+	if _, ok := c.Engines["sam-encoder"]; !ok {
 		return c, "" // no SAM encoder to size (localisation only)
 	}
 	c.EncoderBatch = EncoderBatch(dev.MemoryFree, EncoderFixedBytes, EncoderBytesPerImage,
 		HeadroomBytes, 32)
-	if c.EncoderBatch == 0 {
+	if c.EncoderBatch == 0 && slices.Contains(env.Models, "sam-encoder") {
 		return Choice{}, fmt.Sprintf("%s has %d MiB free, too little for the SAM encoder",
 			dev.Name, dev.MemoryFree>>20)
 	}

@@ -64,8 +64,8 @@ func (w Work) Models() (required, optional []string) {
 //
 // TODO(#6): these models run in the calling process, outside the supervised worker, so a
 // TensorRT fault ends the run. The command line uses them only for `segment
-// --gpu-localize=false`; `localize` and `segment` localise in the worker
-// (DeviceStages.Localise). The engine package's "gpu" backend still uses them.
+// --gpu-localize=false`, and the engine package when no Options.Worker is given; otherwise
+// both run the engines in the worker (DeviceStages).
 func OpenEngineModels(c Choice) (ModelOpener, func() error, error) {
 	return openEngineModels(c)
 }

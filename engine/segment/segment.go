@@ -185,6 +185,25 @@ func NewOrganReport(o Organ, nx, ny int) OrganReport {
 	return r
 }
 
+// LabelReport returns the report of a label map made elsewhere (by the GPU worker): the
+// query's name, shape and spacing, the encoder batch it ran with, and per organ its boxes,
+// its slices and its voxel count in labels. The network counters and times stay zero.
+func LabelReport(query string, labels *volume.Volume, organs []Organ, batch int) Report {
+	r := Report{Query: query, Shape: labels.Shape, Spacing: labels.Spacing, Batch: batch}
+	count := map[int]int{}
+	for _, v := range labels.Data {
+		if v != 0 {
+			count[int(v)]++
+		}
+	}
+	for _, o := range organs {
+		or := NewOrganReport(o, labels.Shape[0], labels.Shape[1])
+		or.Voxels = count[o.Label]
+		r.Organs = append(r.Organs, or)
+	}
+	return r
+}
+
 // Times are wall-clock milliseconds per stage.
 type Times struct {
 	Window     float64 `json:"window"`
