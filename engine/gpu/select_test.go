@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/medlsam-fast/medlsam-fast/engine/backend"
+	"github.com/medlsam-fast/medlsam-fast/engine/localize"
 	"github.com/medlsam-fast/medlsam-fast/trt"
 )
 
@@ -201,5 +203,47 @@ func TestSelectOptional(t *testing.T) {
 		if _, ok := c.Engines["medlam-encoder"]; ok != tc.want || c.Engines["medlam"] == "" {
 			t.Errorf("%s: engines %v, want the optional one: %v", tc.name, c.Engines, tc.want)
 		}
+	}
+}
+
+// TestSelectSizesSAMOnlyWhenThere: a localisation-only choice (no SAM engine) is made on a
+// GPU whatever its free memory, with no encoder batch; an optional SAM encoder engine is
+// sized, and when it does not fit the choice stands with batch 0.
+func TestSelectSizesSAMOnlyWhenThere(t *testing.T) {
+	small := h200
+	small.MemoryFree = 1 << 20
+	for _, c := range []struct {
+		name     string
+		free     Device
+		optional []string
+		batch    bool
+	}{{"localisation only, little memory", small, nil, false},
+		{"optional SAM", h200, SegmentModels, true},
+		{"optional SAM, little memory", small, SegmentModels, false}} {
+		env := goodEnv()
+		env.Probe = fakeProber{rep: Report{Devices: []Device{c.free}}}
+		env.Models, env.Optional = LocalizeModels, c.optional
+		env.Scan = fakeScan(slices.Concat(LocalizeModels, SegmentModels), nil)
+		ch, err := Select(ModeGPU, env, slog.New(slog.DiscardHandler))
+		if err != nil || ch.Backend != TensorRT || (ch.EncoderBatch > 0) != c.batch {
+			t.Errorf("%s: %v, %+v", c.name, err, ch)
+		}
+	}
+}
+
+func TestLocalizeBatchCap(t *testing.T) {
+	profile := func(max int64) []trt.ProfileSpec {
+		return []trt.ProfileSpec{{Shapes: map[string]trt.ShapeRange{
+			localize.InputPatch: {Min: []int64{1}, Opt: []int64{8}, Max: []int64{max}}}}}
+	}
+	c := Choice{Manifests: map[string]*trt.EngineManifest{}}
+	if got := c.LocalizeBatchCap(); got != localize.DefaultBatchSize {
+		t.Errorf("no manifests: cap %d", got)
+	}
+	c.Manifests["medlam"] = &trt.EngineManifest{Profiles: profile(64)}
+	c.Manifests["medlam-encoder"] = &trt.EngineManifest{Profiles: profile(96)}
+	c.Manifests["sam-encoder"] = &trt.EngineManifest{Profiles: profile(500)}
+	if got := c.LocalizeBatchCap(); got != 96 {
+		t.Errorf("cap %d, want the MedLAM engines' largest batch 96", got)
 	}
 }
