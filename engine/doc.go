@@ -36,20 +36,24 @@
 //
 // Concurrency: the methods may be called from several goroutines. Their network work
 // (localisation, opening SAM, segmentation) runs one call at a time under the Engine's
-// lock; reading a query and writing its masks run outside it. Open several Engines to run
-// networks in parallel (each holds its own models).
+// lock; reading a query and writing its masks run outside it (inside it when the GPU
+// worker segments, below). Open several Engines to run networks in parallel (each holds
+// its own models).
 //
 // Backends (Options.Backend): "cpu" (the default) runs every model on ONNX Runtime in this
 // process; "auto" runs MedLAM on TensorRT engines (Options.Engines) when engine/gpu finds a
 // GPU, a TensorRT build and matching engines, else on the CPU, saying why in the log; "gpu"
-// insists on TensorRT. With TensorRT and Options.Worker (a WorkerCommand, such as
-// WorkerBinary of a cuda,tensorrt medlsam-fast), queries run in a supervised worker process
-// on the device pipeline of engine/gpu, as the command line runs them: each volume copied
-// to the device once, localised there and, when the engines include SAM's, segmented
-// there, with only boxes and the label map coming back; a CUDA or TensorRT fault restarts
-// the worker and retries with half the batch. Template sets are built here on the CPU.
-// Without Options.Worker the engines (SAM's too, when there) run in the calling process
-// with host tensors in and out of each call, unisolated (TODO(#6)). Options.Open
+// insists on TensorRT. With Options.Worker (a WorkerCommand, such as WorkerBinary of a
+// cuda,tensorrt medlsam-fast) the worker process makes that check, so the calling program
+// needs no cgo, and queries run in the worker on the device pipeline of engine/gpu, as the
+// command line runs them: each volume copied to the device once, localised there and, when
+// the engines include SAM's, segmented there, with only boxes and the label map coming
+// back; a CUDA or TensorRT fault restarts the worker and retries with half the batch.
+// Template sets are built here on the CPU and must not change once used. When the worker
+// segments, a SegmentResult's Segmentation has the organs' voxel counts and the encoder
+// batch but no call counts or per-stage SAM times, and Times.Segment is the worker's whole
+// job. Without Options.Worker the engines (SAM's too, when there) run in the calling
+// process with host tensors in and out of each call, unisolated (TODO(#6)). Options.Open
 // plugs in any other backend (and the tests' fakes) for both networks. The Kernels of
 // Options.Localize and Options.Segment choose CPU or GPU kernels for the steps around the
 // networks.

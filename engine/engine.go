@@ -55,15 +55,20 @@ type Options struct {
 	// Engines is the directory of TensorRT engine plans for the "auto" and "gpu" backends.
 	Engines string
 	// GPUEnv, when set, replaces engine/gpu.DefaultEnv as what the backend choice looks at
-	// (its Engines, Models and Optional fields are set by Open): the hook for tests.
+	// (its Engines, Models and Optional fields are set by Open): the hook for tests. With
+	// Worker the worker makes the choice in its own environment, and GPUEnv is not used.
 	GPUEnv *gpu.Env
-	// Worker, when set, runs the queries of the TensorRT backend in a supervised GPU worker
-	// process (see WorkerCommand, WorkerBinary): each query is copied to the device once
-	// and localised there (and segmented, when the engines include SAM's), and a CUDA or
-	// TensorRT fault costs a restart and a retry with half the batch instead of this
-	// process. Template sets are then built on the CPU here, and without SAM engines SAM
-	// runs here on the CPU. Without Worker the engines run in this process (TODO(#6): with
-	// host tensors in and out of each call, and no isolation).
+	// Worker, when set, runs the TensorRT backend in a supervised GPU worker process (see
+	// WorkerCommand, WorkerBinary), which then needs CUDA, TensorRT and the engines, and
+	// this program none of them: the worker checks its GPU, build and the engines in
+	// Engines at Open (Backend "auto" falls back to the CPU, logging why, when it cannot
+	// run or start; "gpu" fails). Each query is then copied to the device once and
+	// localised there, and segmented there when the engines include SAM's (built from the
+	// SAM export in the models directory, when it holds one) and an encoder batch fits; a
+	// CUDA or TensorRT fault costs a restart and a retry with half the batch instead of
+	// this process. Template sets are built on the CPU here; without SAM on the worker,
+	// SAM runs here on the CPU. Without Worker the engines run in this process (TODO(#6):
+	// with host tensors in and out of each call, and no isolation).
 	Worker WorkerCommand
 	// Open, when set, opens the model files instead of a built-in backend: the hook for
 	// backends built elsewhere (TensorRT engines) and for tests.
@@ -216,6 +221,9 @@ func (e *Engine) chooseBackend(opt Options) (Opener, error) {
 		return nil, fmt.Errorf("%w: engine: backend %q: want auto, gpu or %s",
 			backend.ErrUnavailable, opt.Backend, CPU)
 	}
+	if opt.Worker != nil {
+		return e.chooseWorker(opt, mode, cpu)
+	}
 	env := gpu.DefaultEnv(opt.Engines, nil)
 	if opt.GPUEnv != nil {
 		env = *opt.GPUEnv
@@ -227,14 +235,6 @@ func (e *Engine) chooseBackend(opt Options) (Opener, error) {
 		return nil, fmt.Errorf("engine: %w", err)
 	}
 	if c.Backend != gpu.TensorRT {
-		return cpu(), nil
-	}
-	if opt.Worker != nil {
-		dw, err := newDeviceWorker(opt.Worker, c, e.cfg, opt.Segment.BatchSize, e.cfg.Logger)
-		if err != nil {
-			return nil, err
-		}
-		e.backend, e.dw, e.engines = string(gpu.TensorRT), dw, c.Manifests
 		return cpu(), nil
 	}
 	open, release, err := gpu.OpenEngineModels(c)
@@ -469,6 +469,9 @@ func (e *Engine) Localize(ctx context.Context, ts *localize.TemplateSet,
 // and in errors. With v nil, source is read as a NIfTI file.
 func (e *Engine) LocalizeVolume(ctx context.Context, ts *localize.TemplateSet,
 	v *volume.Volume, source string) (*localize.Result, error) {
+	if ts == nil {
+		return nil, fmt.Errorf("engine: %s: no template set given", source)
+	}
 	if err := ts.CheckResampling(e.cfg.Resampling); err != nil {
 		return nil, fmt.Errorf("engine: %s: %w", source, err)
 	}

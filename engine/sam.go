@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/medlsam-fast/medlsam-fast/engine/backend"
+	"github.com/medlsam-fast/medlsam-fast/engine/gpu"
 	"github.com/medlsam-fast/medlsam-fast/engine/localize"
 	"github.com/medlsam-fast/medlsam-fast/engine/segment"
 )
@@ -41,12 +42,16 @@ func segmentConfig(c segment.Config, lc localize.Config) segment.Config {
 
 // OpenSAM opens the SAM encoder and decoder now (see Options.SAMName) instead of at the
 // first Segment call, so that a missing or mismatched model is reported at start-up. It
-// does nothing when they are open already. The Engine owns the models: Close closes them.
+// does nothing when they are open already, or when SAM runs in the GPU worker
+// (Options.Worker with SAM engines). The Engine owns the models: Close closes them.
 func (e *Engine) OpenSAM() error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.closed {
 		return ErrClosed
+	}
+	if e.dw != nil && e.dw.work == gpu.WorkSegment {
+		return nil // SAM runs on the worker's engines; there is nothing to open here
 	}
 	_, err := e.samLocked()
 	return err

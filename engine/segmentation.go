@@ -39,7 +39,8 @@ type SegmentResult struct {
 	// the result it was given).
 	Localization *localize.Result `json:"localization"`
 	// Segmentation is the segmenter's report: per organ its boxes, slices and voxel count;
-	// the encoder and decoder call counts; the time per SAM stage.
+	// the encoder and decoder call counts; the time per SAM stage (the counts and times
+	// are 0 when the GPU worker segments: Options.Worker).
 	Segmentation segment.Report `json:"segmentation"`
 	// Files lists the masks written (empty without SegmentOptions.Mask).
 	Files []string `json:"outputs,omitempty"`
@@ -50,6 +51,9 @@ type SegmentResult struct {
 // SegmentTimes are wall-clock milliseconds per stage of a Segment call: reading the query
 // file (0 for a volume in memory), localisation (0 for SegmentBoxes), segmentation (whose
 // breakdown is SegmentResult.Segmentation.Times), writing the masks, and the whole call.
+// When the GPU worker segments (Options.Worker), Segment is its whole job: reading the
+// query there, localising, segmenting and writing the label map; Read and Localize are 0
+// and Write is the per-organ masks'.
 type SegmentTimes struct {
 	Read     float64 `json:"read"`
 	Localize float64 `json:"localize"`
@@ -114,14 +118,15 @@ func (e *Engine) segment(ctx context.Context, ts *localize.TemplateSet, loc *loc
 		}
 		var err error
 		if ts != nil {
+			t := time.Now()
 			loc, err = e.dw.localize(ctx, ts, v, hdr, source)
 			ts = nil
+			res.Times.Localize = msSince(t)
 		}
 		e.mu.Unlock()
 		if err != nil {
 			return nil, err
 		}
-		res.Times.Localize = msSince(start)
 	}
 	if v == nil {
 		if source == "" {

@@ -9,8 +9,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 
+	"github.com/medlsam-fast/medlsam-fast/engine/backend"
 	"github.com/medlsam-fast/medlsam-fast/engine/gpu"
 	"github.com/medlsam-fast/medlsam-fast/engine/localize"
 	"github.com/medlsam-fast/medlsam-fast/engine/nifti"
@@ -18,54 +21,131 @@ import (
 	"github.com/medlsam-fast/medlsam-fast/engine/volume"
 )
 
-// WorkerCommand returns the command that starts a GPU worker process for work: a program
-// that serves gpu.ServeWorker with a gpu.PipelineWorker opened for that work, such as the
-// gpu-worker subcommand of a cuda,tensorrt build of medlsam-fast (WorkerBinary). Its stdin
-// and stdout carry the protocol; its stderr is this process's unless the command sets it.
-type WorkerCommand func(work gpu.Work) *exec.Cmd
+// WorkerCommand returns the command that starts a GPU worker process for work on the
+// engines in the directory engines (absolute): a program that serves gpu.ServeWorker with
+// a gpu.PipelineWorker opened for that work, and answers gpu.WorkSelect with
+// gpu.ServeSelect, such as the gpu-worker subcommand of a cuda,tensorrt build of
+// medlsam-fast (WorkerBinary). Its stdin and stdout carry the protocol; its stderr is this
+// process's unless the command sets it. It runs as this process's user (it reads the
+// temporary files the Engine writes with mode 0600).
+type WorkerCommand func(work gpu.Work, engines string) *exec.Cmd
 
-// WorkerBinary returns the WorkerCommand that runs `binary gpu-worker --engines engines
+// WorkerBinary returns the WorkerCommand that runs `binary gpu-worker --engines ENGINES
 // --work WORK`.
-func WorkerBinary(binary, engines string) WorkerCommand {
-	return func(w gpu.Work) *exec.Cmd {
+func WorkerBinary(binary string) WorkerCommand {
+	return func(w gpu.Work, engines string) *exec.Cmd {
 		return exec.Command(binary, gpu.WorkerArg, "--engines", engines, "--work", string(w))
 	}
+}
+
+// workerSelectTimeout bounds the worker's backend choice at Open, which reads NVML and the
+// engines' manifests: seconds at most.
+const workerSelectTimeout = 2 * time.Minute
+
+// maxWorkerSets bounds the template sets kept saved for the worker; the oldest is dropped
+// (and its file removed) first.
+const maxWorkerSets = 8
+
+// chooseWorker is chooseBackend with Options.Worker: the worker, not this process, checks
+// the GPU, its own CUDA and TensorRT build and the engines (gpu.SelectInWorker), so that a
+// program without cgo can drive a cuda,tensorrt worker. It returns the opener of this
+// process's models (MedLAM for the template sets; SAM when the worker does not segment).
+func (e *Engine) chooseWorker(opt Options, mode gpu.Mode, cpu func() Opener) (Opener, error) {
+	engines := opt.Engines
+	if engines != "" {
+		abs, err := filepath.Abs(engines)
+		if err != nil {
+			return nil, fmt.Errorf("engine: engines directory %s: %w", engines, err)
+		}
+		engines = abs
+	}
+	command := func(w gpu.Work) *exec.Cmd { return opt.Worker(w, engines) }
+	ctx, cancel := context.WithTimeout(context.Background(), workerSelectTimeout)
+	defer cancel()
+	c, err := gpu.SelectInWorker(ctx, mode, command(gpu.WorkSelect), e.cfg.Logger)
+	if err != nil {
+		return nil, fmt.Errorf("engine: %w", err)
+	}
+	if c.Backend != gpu.TensorRT {
+		return cpu(), nil
+	}
+	why := e.samHere(c, opt.Segment.BatchSize)
+	if why != "" {
+		e.cfg.Logger.Info("engine: SAM runs in this process", "reason", why)
+	}
+	e.dw = newDeviceWorker(command, c, e.cfg, why == "", opt.Segment.BatchSize,
+		e.cfg.Logger)
+	e.backend, e.engines = string(gpu.TensorRT), c.Manifests
+	return cpu(), nil
+}
+
+// samHere says why SAM cannot run in the worker on the engines of c ("" when it can): no
+// SAM engines, no encoder batch that fits (segBatch 0: the choice's), or engines built
+// from another SAM than the one this Engine would open (when the models directory has one).
+func (e *Engine) samHere(c gpu.Choice, segBatch int) string {
+	if c.Engines[samEncoder] == "" || c.Engines[samDecoder] == "" {
+		return "no SAM encoder and decoder engines"
+	}
+	if segBatch <= 0 && c.EncoderBatch <= 0 {
+		return fmt.Sprintf("no SAM encoder batch fits in the free memory of %s",
+			c.Device.Name)
+	}
+	name, err := findSAM(e.dir, e.samName)
+	if err != nil {
+		return "" // no SAM export here: the engines are the model
+	}
+	for _, part := range []struct{ model, suffix string }{{samEncoder, suffixEncoder},
+		{samDecoder, suffixDecoder}} {
+		path := filepath.Join(e.dir, name+part.suffix)
+		man, err := backend.LoadManifest(path)
+		if err != nil {
+			continue // no such export (a public-layout decoder, say)
+		}
+		if em := c.Manifests[part.model]; em != nil && em.ONNXSHA256 != man.SHA256 {
+			return fmt.Sprintf("the %s engine %s was built from ONNX %.12s, not from %s "+
+				"(%.12s)", part.model, em.File, em.ONNXSHA256, path, man.SHA256)
+		}
+	}
+	return ""
 }
 
 // deviceWorker runs an Engine's queries in a supervised GPU worker process on the device
 // pipeline (engine/gpu): the query is read there into pinned memory, copied to the device
 // once, localised (and segmented) there; the boxes come back, and the label map through a
 // file. A fault in CUDA or TensorRT kills the worker, not the caller: the supervisor starts
-// a new one and retries with half the batch.
+// a new one and retries with half the batch. Its methods run under the Engine's lock.
 type deviceWorker struct {
 	sup  *gpu.Supervisor
 	work gpu.Work
 	opt  gpu.LocalizeOptions
-	dir  string                           // temporary files (removed by close)
-	sets map[*localize.TemplateSet]string // template sets saved for the worker
-	n    int                              // files made in dir
+	dir  string // temporary files (removed by close)
+	// sets are the template sets saved for the worker, the most recently used last.
+	sets []savedSet
+	n    int // files made in dir
+}
+
+// savedSet is a template set and the file it was saved to for the worker.
+type savedSet struct {
+	ts   *localize.TemplateSet
+	file string
 }
 
 // newDeviceWorker prepares a worker for the engines of c (started at the first job): a
-// segmentation worker when c has both SAM engines, else a localisation one. cfg gives the
-// localisation's seed, coarse crops and batch (0: the engine's optimum); segBatch the SAM
-// encoder batch (0: what fits in c's free memory).
-func newDeviceWorker(cmd WorkerCommand, c gpu.Choice, cfg localize.Config, segBatch int,
-	log *slog.Logger) (*deviceWorker, error) {
-	dir, err := os.MkdirTemp("", "medlsam-engine-")
-	if err != nil {
-		return nil, fmt.Errorf("engine: gpu worker: %w", err)
-	}
-	w := &deviceWorker{work: gpu.WorkLocalise, dir: dir,
-		sets: map[*localize.TemplateSet]string{},
-		opt:  gpu.LocalizeOptions{Seed: cfg.Seed, CoarseCrops: cfg.CoarseCrops, Batch: cfg.BatchSize}}
+// segmentation worker with segment, else a localisation one. cfg gives the localisation's
+// seed, coarse crops and batch (0: the engine's optimum); segBatch the SAM encoder batch
+// (0: what fits in c's free memory).
+func newDeviceWorker(cmd func(gpu.Work) *exec.Cmd, c gpu.Choice, cfg localize.Config,
+	segment bool, segBatch int, log *slog.Logger) *deviceWorker {
+	w := &deviceWorker{work: gpu.WorkLocalise,
+		opt: gpu.LocalizeOptions{Seed: cfg.Seed, CoarseCrops: cfg.CoarseCrops,
+			Batch: cfg.BatchSize}}
 	// The first batch: the SAM encoder's, or the cap on MedLAM patches per call, which
 	// starts at the engines' largest so that the first try is not capped.
 	batch := cfg.BatchSize
 	if batch <= 0 {
 		batch = c.LocalizeBatchCap()
 	}
-	if c.Engines["sam-encoder"] != "" && c.Engines["sam-decoder"] != "" {
+	if segment {
 		w.work, batch = gpu.WorkSegment, segBatch
 		if batch <= 0 {
 			batch = c.EncoderBatch
@@ -75,31 +155,55 @@ func newDeviceWorker(cmd WorkerCommand, c gpu.Choice, cfg localize.Config, segBa
 		Batch: max(batch, 1), Log: log}
 	log.Info("engine: queries run in a supervised GPU worker", "work", string(w.work),
 		"gpu", c.Device.Name)
-	return w, nil
+	return w
 }
 
 // close stops the worker and removes the temporary files.
 func (w *deviceWorker) close() error {
-	return errors.Join(w.sup.Close(), os.RemoveAll(w.dir))
-}
-
-// temp returns a new path in the worker's directory ending in suffix.
-func (w *deviceWorker) temp(suffix string) string {
-	w.n++
-	return filepath.Join(w.dir, fmt.Sprintf("%d%s", w.n, suffix))
-}
-
-// setFile returns the file of ts for the worker, saving it at its first use. A template set
-// must not change once used.
-func (w *deviceWorker) setFile(ts *localize.TemplateSet) (string, error) {
-	if f, ok := w.sets[ts]; ok {
-		return f, nil
+	err := w.sup.Close()
+	if w.dir != "" {
+		err = errors.Join(err, os.RemoveAll(w.dir))
 	}
-	f := w.temp(".mlts")
-	if err := ts.Save(f); err != nil {
+	return err
+}
+
+// temp returns a new path in the worker's directory (made at the first call) ending in
+// suffix.
+func (w *deviceWorker) temp(suffix string) (string, error) {
+	if w.dir == "" {
+		dir, err := os.MkdirTemp("", "medlsam-engine-")
+		if err != nil {
+			return "", fmt.Errorf("engine: gpu worker files: %w", err)
+		}
+		w.dir = dir
+	}
+	w.n++
+	return filepath.Join(w.dir, fmt.Sprintf("%d%s", w.n, suffix)), nil
+}
+
+// setFile returns the file of ts for the worker, saving it at its first use; the least
+// recently used of more than maxWorkerSets sets is dropped. A template set must not change
+// once used (its file is not saved again).
+func (w *deviceWorker) setFile(ts *localize.TemplateSet) (string, error) {
+	for i, s := range w.sets {
+		if s.ts == ts {
+			w.sets = append(append(w.sets[:i:i], w.sets[i+1:]...), s)
+			return s.file, nil
+		}
+	}
+	f, err := w.temp(".mlts")
+	if err != nil {
 		return "", err
 	}
-	w.sets[ts] = f
+	if err := ts.Save(f); err != nil {
+		os.Remove(f)
+		return "", fmt.Errorf("engine: template set for the gpu worker: %w", err)
+	}
+	if len(w.sets) == maxWorkerSets {
+		os.Remove(w.sets[0].file)
+		w.sets = slices.Delete(w.sets, 0, 1)
+	}
+	w.sets = append(w.sets, savedSet{ts: ts, file: f})
 	return f, nil
 }
 
@@ -114,30 +218,39 @@ func (w *deviceWorker) queryFile(v *volume.Volume, hdr *nifti.Header,
 		}
 		return source, func() {}, nil
 	}
-	f := w.temp(".nii")
+	f, err := w.temp(".nii")
+	if err != nil {
+		return "", nil, err
+	}
 	if err := nifti.Write(f, v, nifti.WriteOptions{Like: hdr}); err != nil {
 		return "", nil, fmt.Errorf("engine: %s: volume for the gpu worker: %w", source, err)
 	}
 	return f, func() { os.Remove(f) }, nil
 }
 
-// run sends one job and returns its result and the attempts it took.
-func (w *deviceWorker) run(ctx context.Context, job gpu.Job) (gpu.Result, []gpu.Attempt,
-	error) {
+// run sends one job for the query source and returns its result and the attempts it took.
+// Errors name source, not the temporary file the worker read it from.
+func (w *deviceWorker) run(ctx context.Context, job gpu.Job, source string) (gpu.Result,
+	[]gpu.Attempt, error) {
 	out, err := w.sup.Do(ctx, gpu.Batch{Jobs: []gpu.Job{job}})
 	if err != nil {
-		return gpu.Result{}, out.Attempts, fmt.Errorf("engine: gpu worker: %w", err)
+		return gpu.Result{}, out.Attempts, fmt.Errorf("engine: %s: gpu worker: %w", source,
+			err)
 	}
 	var res []gpu.Result
 	if err := json.Unmarshal(out.Result, &res); err != nil {
-		return gpu.Result{}, out.Attempts, fmt.Errorf("engine: gpu worker answer: %w", err)
+		return gpu.Result{}, out.Attempts, fmt.Errorf("engine: %s: gpu worker answer: %w",
+			source, err)
 	}
 	if len(res) != 1 {
-		return gpu.Result{}, out.Attempts, fmt.Errorf("engine: gpu worker answered %d "+
-			"results for one query", len(res))
+		return gpu.Result{}, out.Attempts, fmt.Errorf("engine: %s: gpu worker answered %d "+
+			"results for one query", source, len(res))
 	}
-	if res[0].Err != "" {
-		return res[0], out.Attempts, fmt.Errorf("engine: %s", res[0].Err)
+	if msg := res[0].Err; msg != "" {
+		if job.Query != source {
+			msg = strings.ReplaceAll(msg, job.Query, source)
+		}
+		return res[0], out.Attempts, fmt.Errorf("engine: %s: gpu worker: %s", source, msg)
 	}
 	return res[0], out.Attempts, nil
 }
@@ -155,23 +268,25 @@ func (w *deviceWorker) localize(ctx context.Context, ts *localize.TemplateSet,
 	}
 	defer done()
 	opt := w.opt
-	r, _, err := w.run(ctx, gpu.Job{Query: q, Templates: set, Localize: &opt})
+	r, _, err := w.run(ctx, gpu.Job{Query: q, Templates: set, Localize: &opt}, source)
 	if err != nil {
 		return nil, err
 	}
 	if r.Localization == nil {
-		return nil, fmt.Errorf("engine: gpu worker gave no localisation for %s", source)
+		return nil, fmt.Errorf("engine: %s: gpu worker gave no localisation", source)
 	}
 	r.Localization.Query = source
 	return r.Localization, nil
 }
 
 // segment localises (with ts) or takes loc's boxes, and segments the query in the worker,
-// which writes the label map to opt.Mask (or a temporary file); the map is read back for
-// the result. It needs a segmentation worker.
+// which writes the label map to a temporary file (beside opt.Mask, renamed to it once
+// checked); the map is read back for the result. A failed call leaves no mask behind. It
+// needs a segmentation worker. Times: Segment is the worker's whole job (reading the query
+// there, localising, segmenting, writing the map), Write the per-organ masks'.
 func (w *deviceWorker) segment(ctx context.Context, ts *localize.TemplateSet,
 	loc *localize.Result, v *volume.Volume, hdr *nifti.Header, source string,
-	opt SegmentOptions) (_ *SegmentResult, err error) {
+	opt SegmentOptions) (*SegmentResult, error) {
 	start := time.Now()
 	res := &SegmentResult{Query: source}
 	if loc != nil {
@@ -193,11 +308,16 @@ func (w *deviceWorker) segment(ctx context.Context, ts *localize.TemplateSet,
 		return nil, err
 	}
 	defer done()
-	job := gpu.Job{Query: q, Mask: opt.Mask}
-	if job.Mask == "" {
-		job.Mask = w.temp("_mask.nii.gz")
-		defer os.Remove(job.Mask)
+	job := gpu.Job{Query: q}
+	if opt.Mask != "" {
+		// A name of this process's in the mask's directory, so that the rename is atomic.
+		w.n++
+		job.Mask = filepath.Join(filepath.Dir(opt.Mask), fmt.Sprintf(".medlsam-%d-%d-%s",
+			os.Getpid(), w.n, filepath.Base(opt.Mask)))
+	} else if job.Mask, err = w.temp("_mask.nii"); err != nil {
+		return nil, err
 	}
+	defer os.Remove(job.Mask) // gone once renamed
 	if ts != nil {
 		if job.Templates, err = w.setFile(ts); err != nil {
 			return nil, err
@@ -213,50 +333,48 @@ func (w *deviceWorker) segment(ctx context.Context, ts *localize.TemplateSet,
 		}
 	}()
 	t := time.Now()
-	r, attempts, err := w.run(ctx, job)
+	r, attempts, err := w.run(ctx, job, source)
 	if err != nil {
 		return nil, err
 	}
-	// From here the worker has written opt.Mask: a failure removes what was written.
-	defer func() {
-		if err != nil && opt.Mask != "" {
-			for _, f := range append([]string{opt.Mask}, res.Files...) {
-				os.Remove(f)
-			}
-		}
-	}()
 	res.Times.Segment = msSince(t)
 	if ts != nil {
 		if r.Localization == nil {
-			return nil, fmt.Errorf("engine: gpu worker gave no localisation for %s", source)
+			return nil, fmt.Errorf("engine: %s: gpu worker gave no localisation", source)
 		}
 		loc = r.Localization
 		loc.Query = source
 	}
 	m, err := nifti.Read(job.Mask, nifti.ReadOptions{})
 	if err != nil {
-		return nil, fmt.Errorf("engine: gpu worker output: %w", err)
+		return nil, fmt.Errorf("engine: %s: label map from the gpu worker: %w", source, err)
 	}
 	if loc.Shape != m.Volume.Shape {
 		return nil, fmt.Errorf("engine: gpu worker wrote a label map of shape %v for %s, "+
 			"localised on a grid of %v", m.Volume.Shape, source, loc.Shape)
 	}
-	if opt.Mask != "" {
-		res.Files = []string{opt.Mask}
-	}
 	res.Labels, res.Localization = m.Volume, loc
 	res.Segmentation = segment.LabelReport(source, m.Volume, segment.FromLocalization(loc),
 		attempts[len(attempts)-1].Batch)
-	if opt.Mask != "" && opt.PerOrgan {
+	if opt.Mask != "" {
 		t := time.Now()
-		var labels []int
-		for _, o := range res.Segmentation.Organs {
-			labels = append(labels, o.Label)
-		}
-		files, err := segment.WriteOrganMasks(m.Volume, labels, m.Header, opt.Mask)
-		res.Files = append(res.Files, files...)
-		if err != nil {
+		if err := os.Rename(job.Mask, opt.Mask); err != nil {
 			return nil, fmt.Errorf("engine: mask of %s: %w", source, err)
+		}
+		res.Files = []string{opt.Mask}
+		if opt.PerOrgan {
+			var labels []int
+			for _, o := range res.Segmentation.Organs {
+				labels = append(labels, o.Label)
+			}
+			files, err := segment.WriteOrganMasks(m.Volume, labels, m.Header, opt.Mask)
+			if err != nil {
+				for _, f := range append(res.Files, files...) {
+					os.Remove(f)
+				}
+				return nil, fmt.Errorf("engine: mask of %s: %w", source, err)
+			}
+			res.Files = append(res.Files, files...)
 		}
 		res.Times.Write = msSince(t)
 	}
@@ -283,7 +401,10 @@ func (w *deviceWorker) organsFile(loc *localize.Result, source string) (string, 
 	if err != nil {
 		return "", fmt.Errorf("engine: %w", err)
 	}
-	f := w.temp("_organs.json")
+	f, err := w.temp("_organs.json")
+	if err != nil {
+		return "", err
+	}
 	if err := os.WriteFile(f, b, 0o600); err != nil {
 		return "", fmt.Errorf("engine: %w", err)
 	}

@@ -35,8 +35,15 @@ const fakeWorkerModel = "fake-worker"
 
 func TestMain(m *testing.M) {
 	if w := os.Getenv(fakeWorkerEnv); w != "" {
-		err := gpu.ServeWorker(context.Background(), os.Stdin, os.Stdout,
-			fakeWorker(gpu.Work(w)))
+		var err error
+		if gpu.Work(w) == gpu.WorkSelect {
+			env := workerEnv(os.Getenv("FAKE_MEDLAM_ONNX"), os.Getenv("FAKE_SAM"))
+			env.Engines = os.Getenv("FAKE_ENGINES")
+			err = gpu.ServeSelect(os.Stdout, env)
+		} else {
+			err = gpu.ServeWorker(context.Background(), os.Stdin, os.Stdout,
+				fakeWorker(gpu.Work(w)))
+		}
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "fake worker:", err)
 			os.Exit(1)
@@ -147,36 +154,55 @@ func boxVoxels(b eval.Box) int {
 	return n
 }
 
-// workerEnv is a GPU environment with a MedLAM engine built from the ONNX of digest
-// medlamONNX and, with sam, both SAM engines.
-func workerEnv(medlamONNX string, sam bool) *gpu.Env {
+// workerEnv is the fake worker's GPU environment: a MedLAM engine built from the ONNX of
+// digest medlamONNX and, with sam "tiny", both SAM engines built from the tiny SAM exports
+// (with sam "other", from other ONNX; with "", none).
+func workerEnv(medlamONNX, sam string) gpu.Env {
 	probes := 0
 	env := gpuEnv(&probes)
 	env.Scan = func(dir string, _ trt.Machine) ([]trt.EngineStatus, error) {
 		models := []string{"medlam"}
-		if sam {
-			models = append(models, "sam-encoder", "sam-decoder")
+		if sam != "" {
+			models = append(models, samEncoder, samDecoder)
 		}
 		var out []trt.EngineStatus
 		for _, m := range models {
 			man := &trt.EngineManifest{Manifest: backend.Manifest{Model: m, File: m + ".plan"}}
-			if m == "medlam" {
+			switch m {
+			case "medlam":
 				man.ONNXSHA256 = medlamONNX
+			case samEncoder, samDecoder:
+				man.ONNXSHA256 = "other"
+				if sam == "tiny" {
+					onnx, err := backend.LoadManifest(filepath.Join(tinyDir,
+						"sam_tiny"+strings.TrimPrefix(m, "sam")+".onnx"))
+					if err != nil {
+						return nil, err
+					}
+					man.ONNXSHA256 = onnx.SHA256
+				}
 			}
 			out = append(out, trt.EngineStatus{Plan: filepath.Join(dir, m+".plan"),
 				Manifest: man})
 		}
 		return out, nil
 	}
-	return &env
+	return env
 }
 
-// fakeWorkerCommand starts this test binary as the fake worker.
-func fakeWorkerCommand(crashOnce, record string) WorkerCommand {
-	return func(w gpu.Work) *exec.Cmd {
+// fakeWorkerCommand starts this test binary as the fake worker, its engines those of
+// workerEnv(medlamONNX, sam). The engines directory it was given is stored in *engines
+// when engines is not nil.
+func fakeWorkerCommand(crashOnce, record, medlamONNX, sam string,
+	engines *string) WorkerCommand {
+	return func(w gpu.Work, dir string) *exec.Cmd {
+		if engines != nil {
+			*engines = dir
+		}
 		cmd := exec.Command(os.Args[0], "-test.run=^$")
 		cmd.Env = append(os.Environ(), fakeWorkerEnv+"="+string(w),
-			"FAKE_CRASH_ONCE="+crashOnce, "FAKE_RECORD="+record)
+			"FAKE_CRASH_ONCE="+crashOnce, "FAKE_RECORD="+record,
+			"FAKE_MEDLAM_ONNX="+medlamONNX, "FAKE_SAM="+sam, "FAKE_ENGINES="+dir)
 		return cmd
 	}
 }
@@ -198,8 +224,12 @@ func workerEngine(t *testing.T, sam bool, crashOnce, record string) (*Engine,
 	}
 	cfg := quiet
 	cfg.Seed = 5
+	samEngines := ""
+	if sam {
+		samEngines = "tiny"
+	}
 	e, err := Open(tinyDir, Options{Backend: "gpu", Engines: "eng",
-		GPUEnv: workerEnv(man.SHA256, sam), Worker: fakeWorkerCommand(crashOnce, record),
+		Worker:   fakeWorkerCommand(crashOnce, record, man.SHA256, samEngines, nil),
 		Localize: cfg, MedLAMRuntime: Native})
 	if err != nil {
 		t.Fatal(err)
@@ -301,13 +331,26 @@ func TestWorkerSegments(t *testing.T) {
 		t.Errorf("boxes for another shape: %v", err)
 	}
 
+	// A failed job names the query and leaves no mask, nor the worker's temporary one.
+	missing := filepath.Join(dir, "missing.nii.gz")
+	bad := filepath.Join(dir, "bad_mask.nii.gz")
+	if _, err := e.Segment(ctx, ts, missing, SegmentOptions{Mask: bad}); err == nil ||
+		!strings.Contains(err.Error(), "engine: "+missing+": gpu worker") {
+		t.Errorf("missing query: %v", err)
+	}
+	left, _ := filepath.Glob(filepath.Join(dir, "*bad_mask*"))
+	if tmp, _ := filepath.Glob(filepath.Join(dir, ".medlsam-*")); len(left)+len(tmp) != 0 {
+		left = append(left, tmp...)
+		t.Errorf("a failed job left %v", left)
+	}
+
 	rec, err := os.ReadFile(record)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := strings.Fields(string(rec)); len(got) != 8 || got[0] != "segment" ||
+	if got := strings.Fields(string(rec)); len(got) != 10 || got[0] != "segment" ||
 		got[1] != "4" {
-		t.Errorf("worker requests %q: want four segmentation requests at batch 4 after "+
+		t.Errorf("worker requests %q: want five segmentation requests at batch 4 after "+
 			"the crash", rec)
 	}
 	tmp := e.dw.dir
@@ -364,10 +407,102 @@ func TestWorkerLocalises(t *testing.T) {
 	}
 
 	_, err = Open(tinyDir, Options{Backend: "gpu", Engines: "eng",
-		GPUEnv: workerEnv("0123456789abcdef", false), Worker: fakeWorkerCommand("", ""),
+		Worker:   fakeWorkerCommand("", "", "0123456789abcdef", "", nil),
 		Localize: quiet, MedLAMRuntime: Native})
 	if err == nil || !strings.Contains(err.Error(), "built from ONNX 0123456789ab") ||
 		!strings.Contains(err.Error(), "rebuild") {
 		t.Errorf("engine of another model: %v", err)
+	}
+}
+
+// TestWorkerChoice: with Options.Worker the worker, not this test binary (built without
+// TensorRT), chooses the backend, given the engines directory as an absolute path; SAM
+// engines built from another SAM than the models directory's leave SAM here; a worker that
+// does not start, or cannot run the GPU backend, means the CPU with "auto" and an error
+// with "gpu".
+func TestWorkerChoice(t *testing.T) {
+	man, err := backend.LoadManifest(filepath.Join(tinyDir, "medlam_tiny.onnx"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	open := func(mode, engines string, w WorkerCommand) (*Engine, error) {
+		e, err := Open(tinyDir, Options{Backend: mode, Engines: engines, Worker: w,
+			Localize: quiet, MedLAMRuntime: Native})
+		if err == nil {
+			t.Cleanup(func() { e.Close() })
+		}
+		return e, err
+	}
+
+	var given string
+	e, err := open("auto", "eng", fakeWorkerCommand("", "", man.SHA256, "tiny", &given))
+	if err != nil {
+		t.Fatal(err)
+	}
+	abs, _ := filepath.Abs("eng")
+	if e.Backend() != "tensorrt" || e.dw.work != gpu.WorkSegment || given != abs {
+		t.Errorf("backend %s, work %s, engines %q (want %q)", e.Backend(), e.dw.work, given,
+			abs)
+	}
+	if err := e.OpenSAM(); err != nil || e.sam != nil {
+		t.Errorf("OpenSAM with SAM on the worker: %v, opened here %v", err, e.sam != nil)
+	}
+
+	e, err = open("gpu", "eng", fakeWorkerCommand("", "", man.SHA256, "other", nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.dw == nil || e.dw.work != gpu.WorkLocalise {
+		t.Errorf("SAM engines of another SAM: worker %+v, want a localisation worker", e.dw)
+	}
+
+	missing := WorkerBinary(filepath.Join(t.TempDir(), "medlsam-fast"))
+	for _, tc := range []struct {
+		name, engines string
+		w             WorkerCommand
+		reason        string
+	}{
+		{"missing worker", "eng", missing, "medlsam-fast"},
+		{"worker without engines", "", fakeWorkerCommand("", "", man.SHA256, "", nil),
+			"no engines directory"},
+	} {
+		e, err := open("auto", tc.engines, tc.w)
+		if err != nil || e.Backend() != CPU || e.dw != nil {
+			t.Errorf("%s, auto: %v", tc.name, err)
+		}
+		if _, err := open("gpu", tc.engines, tc.w); !errors.Is(err, gpu.ErrGPURequested) ||
+			!strings.Contains(err.Error(), tc.reason) {
+			t.Errorf("%s, gpu: %v, want the GPU refused because %q", tc.name, err, tc.reason)
+		}
+	}
+}
+
+// TestWorkerTemplateSets: a template set is saved for the worker once, and at most
+// maxWorkerSets stay saved, the least recently used dropped with its file.
+func TestWorkerTemplateSets(t *testing.T) {
+	e, ts := workerEngine(t, false, "", "")
+	w := e.dw
+	first, err := w.setFile(ts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var files []string
+	for range maxWorkerSets {
+		c := *ts
+		f, err := w.setFile(&c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		files = append(files, f)
+		if again, err := w.setFile(ts); err != nil || again != first {
+			t.Fatalf("set used again: %q, %v; want %q", again, err, first)
+		}
+	}
+	if _, err := os.Stat(files[0]); !errors.Is(err, os.ErrNotExist) || len(w.sets) !=
+		maxWorkerSets {
+		t.Errorf("oldest set's file: %v; %d sets kept", err, len(w.sets))
+	}
+	if _, err := os.Stat(first); err != nil {
+		t.Errorf("the set in use was dropped: %v", err)
 	}
 }

@@ -106,3 +106,29 @@ func TestGPUWorkerWork(t *testing.T) {
 		}
 	}
 }
+
+// TestGPUWorkerSelect: with --work select the worker writes one gpu.SelectAnswer for the
+// engines it was given and exits, serving no request.
+func TestGPUWorkerSelect(t *testing.T) {
+	var gotEngines string
+	old := gpuEnv
+	gpuEnv = func(engines string, models []string) gpu.Env {
+		gotEngines = engines
+		return gpu.Env{Engines: engines, TensorRTBuilt: func() bool { return false }}
+	}
+	t.Cleanup(func() { gpuEnv = old })
+	var out, errOut bytes.Buffer
+	dir := t.TempDir()
+	code := run([]string{gpu.WorkerArg, "--engines", dir, "--work", "select"}, &out, &errOut)
+	if code != 0 {
+		t.Fatalf("worker exited %d: %s", code, errOut.String())
+	}
+	var a gpu.SelectAnswer
+	if err := json.Unmarshal(out.Bytes(), &a); err != nil {
+		t.Fatalf("answer %q: %v", out.String(), err)
+	}
+	if a.Choice != nil || !strings.Contains(a.Err, "without TensorRT") || gotEngines != dir {
+		t.Errorf("answer %+v for engines %q, want the reason TensorRT is missing for %q", a,
+			gotEngines, dir)
+	}
+}

@@ -135,6 +135,12 @@ func Select(mode Mode, env Env, log *slog.Logger) (Choice, error) {
 		return Choice{Backend: CPU, Reason: "--backend cpu requested"}, nil
 	}
 	c, why := tryGPU(env)
+	return decide(mode, c, why, log)
+}
+
+// decide turns the outcome of a GPU check (c, or why it cannot run) into Select's answer for
+// mode, logging it.
+func decide(mode Mode, c Choice, why string, log *slog.Logger) (Choice, error) {
 	if why == "" {
 		attrs := []any{"gpu", c.Device.Name, "tensorrt", c.Machine.TensorRT}
 		if c.EncoderBatch > 0 {

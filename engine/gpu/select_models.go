@@ -35,6 +35,11 @@ const (
 	// WorkLocalise: MedLAM localisation only (jobs with a template set and no mask). The
 	// MedLAM engine is required; SAM is neither needed nor opened.
 	WorkLocalise Work = "localise"
+	// WorkSelect: no pipeline; the worker answers which backend it can run with the
+	// engines it was given (ServeSelect), so that a program built without CUDA and
+	// TensorRT can drive one that has them (SelectInWorker). It requires the MedLAM engine
+	// and looks for the encoder-only MedLAM and the SAM engines too.
+	WorkSelect Work = "select"
 )
 
 // ParseWork reads a Work ("" is WorkSegment; "localize" is WorkLocalise too).
@@ -44,14 +49,20 @@ func ParseWork(s string) (Work, error) {
 		return WorkSegment, nil
 	case WorkLocalise, "localize":
 		return WorkLocalise, nil
+	case WorkSelect:
+		return WorkSelect, nil
 	}
-	return "", fmt.Errorf("gpu: work %q: want %s or %s", s, WorkSegment, WorkLocalise)
+	return "", fmt.Errorf("gpu: work %q: want %s, %s or %s", s, WorkSegment, WorkLocalise,
+		WorkSelect)
 }
 
 // Models returns the engines w requires and those it uses when present.
 func (w Work) Models() (required, optional []string) {
-	if w == WorkLocalise {
+	switch w {
+	case WorkLocalise:
 		return slices.Clone(LocalizeModels), slices.Clone(LocalizeOptional)
+	case WorkSelect:
+		return slices.Clone(LocalizeModels), slices.Concat(LocalizeOptional, SegmentModels)
 	}
 	return slices.Clone(SegmentModels), slices.Concat(LocalizeModels, LocalizeOptional)
 }
