@@ -117,6 +117,10 @@ type Engine struct {
 	release func() error                   // frees what the backend shares between models (the GPU)
 	engines map[string]*trt.EngineManifest // the TensorRT backend's engines by model
 	dw      *deviceWorker                  // the supervised GPU worker (Options.Worker)
+	// closing is done once Close is called: it cancels the worker's jobs in flight, so
+	// that Close does not wait on a hung worker (set with dw, never changed).
+	closing    context.Context
+	closeStart context.CancelFunc
 
 	// SAM, opened lazily (sam.go): where and how to open it, and once open, the models
 	// (also listed in models, so that Close closes them).
@@ -350,6 +354,9 @@ func (e *Engine) Close() error {
 	if e == nil {
 		return nil
 	}
+	if e.closeStart != nil {
+		e.closeStart() // a worker job in flight ends, releasing the lock
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.closed {
@@ -481,6 +488,8 @@ func (e *Engine) LocalizeVolume(ctx context.Context, ts *localize.TemplateSet,
 		if e.closed {
 			return nil, ErrClosed
 		}
+		ctx, done := e.workerContext(ctx)
+		defer done()
 		return e.dw.localize(ctx, ts, v, nil, source)
 	}
 	q, err := prepared(e.cfg, v, source, localize.Image)

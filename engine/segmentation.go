@@ -112,14 +112,16 @@ func (e *Engine) segment(ctx context.Context, ts *localize.TemplateSet, loc *loc
 			e.mu.Unlock()
 			return nil, ErrClosed
 		}
+		wctx, done := e.workerContext(ctx)
+		defer done()
 		if e.dw.work == gpu.WorkSegment {
 			defer e.mu.Unlock()
-			return e.dw.segment(ctx, ts, loc, v, hdr, source, opt)
+			return e.dw.segment(wctx, ts, loc, v, hdr, source, opt)
 		}
 		var err error
 		if ts != nil {
 			t := time.Now()
-			loc, err = e.dw.localize(ctx, ts, v, hdr, source)
+			loc, err = e.dw.localize(wctx, ts, v, hdr, source)
 			ts = nil
 			res.Times.Localize = msSince(t)
 		}

@@ -75,8 +75,20 @@ func (e *Engine) chooseWorker(opt Options, mode gpu.Mode, cpu func() Opener) (Op
 	}
 	e.dw = newDeviceWorker(command, c, e.cfg, why == "", opt.Segment.BatchSize,
 		e.cfg.Logger)
+	e.closing, e.closeStart = context.WithCancel(context.Background())
 	e.backend, e.engines = string(gpu.TensorRT), c.Manifests
 	return cpu(), nil
+}
+
+// workerContext returns the context of a worker job for a call with ctx: ctx, also done
+// when Close is called, then failing the job with ErrClosed. done releases it.
+func (e *Engine) workerContext(ctx context.Context) (_ context.Context, done func()) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	stop := context.AfterFunc(e.closing, func() { cancel(ErrClosed) })
+	return ctx, func() {
+		stop()
+		cancel(nil)
+	}
 }
 
 // samHere says why SAM cannot run in the worker on the engines of c ("" when it can): no
@@ -234,6 +246,9 @@ func (w *deviceWorker) run(ctx context.Context, job gpu.Job, source string) (gpu
 	[]gpu.Attempt, error) {
 	out, err := w.sup.Do(ctx, gpu.Batch{Jobs: []gpu.Job{job}})
 	if err != nil {
+		if cause := context.Cause(ctx); errors.Is(cause, ErrClosed) {
+			err = fmt.Errorf("%w (%w)", cause, err)
+		}
 		return gpu.Result{}, out.Attempts, fmt.Errorf("engine: %s: gpu worker: %w", source,
 			err)
 	}

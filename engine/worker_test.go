@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/medlsam-fast/medlsam-fast/engine/backend"
 	"github.com/medlsam-fast/medlsam-fast/engine/eval"
@@ -55,6 +56,9 @@ func TestMain(m *testing.M) {
 
 func fakeWorker(work gpu.Work) gpu.Handler {
 	return func(ctx context.Context, raw json.RawMessage, batch int) (json.RawMessage, error) {
+		if os.Getenv("FAKE_HANG") != "" {
+			select {} // a worker stuck in a CUDA call
+		}
 		if f := os.Getenv("FAKE_CRASH_ONCE"); f != "" {
 			if _, err := os.Stat(f); errors.Is(err, os.ErrNotExist) {
 				os.WriteFile(f, nil, 0o600)
@@ -504,5 +508,52 @@ func TestWorkerTemplateSets(t *testing.T) {
 	}
 	if _, err := os.Stat(first); err != nil {
 		t.Errorf("the set in use was dropped: %v", err)
+	}
+}
+
+// TestWorkerCloseInterrupts: Close ends a job stuck in the worker, which then fails with
+// ErrClosed, instead of waiting for it.
+func TestWorkerCloseInterrupts(t *testing.T) {
+	man, err := backend.LoadManifest(filepath.Join(tinyDir, "medlam_tiny.onnx"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fake := fakeWorkerCommand("", "", man.SHA256, "", nil)
+	hang := func(w gpu.Work, engines string) *exec.Cmd {
+		cmd := fake(w, engines)
+		if w != gpu.WorkSelect {
+			cmd.Env = append(cmd.Env, "FAKE_HANG=1")
+		}
+		return cmd
+	}
+	e, err := Open(tinyDir, Options{Backend: "gpu", Engines: "eng", Worker: hang,
+		Localize: quiet, MedLAMRuntime: Native})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts, err := e.BuildTemplates(context.Background(), []TemplateInput{{ImagePath: phantomCT,
+		LabelsPath: phantomLabels}}, []localize.Organ{{Label: 1, Name: "spleen"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan error, 1)
+	go func() {
+		_, err := e.Localize(context.Background(), ts, phantomQuery)
+		got <- err
+	}()
+	// Give the job time to reach the worker (if Close came first, the call would fail
+	// with ErrClosed all the same).
+	time.Sleep(500 * time.Millisecond)
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-got:
+		if !errors.Is(err, ErrClosed) {
+			t.Errorf("job stuck in the worker ended with %v, want ErrClosed", err)
+		}
+		t.Log(err)
+	case <-time.After(time.Minute):
+		t.Fatal("the job did not end after Close")
 	}
 }

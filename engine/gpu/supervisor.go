@@ -92,6 +92,9 @@ func (s *Supervisor) Restarts() int {
 	return s.restarts
 }
 
+// errStart marks a worker that could not be started.
+var errStart = errors.New("gpu: start worker")
+
 // start launches a worker.
 func (s *Supervisor) start() (*worker, error) {
 	if s.Command == nil {
@@ -117,7 +120,7 @@ func (s *Supervisor) start() (*worker, error) {
 	pw.Close()
 	if err != nil {
 		out.Close()
-		return nil, fmt.Errorf("gpu: start worker %s: %w", cmd.Path, err)
+		return nil, fmt.Errorf("%w %s: %w", errStart, cmd.Path, err)
 	}
 	w := &worker{cmd: cmd, in: in, out: out, done: make(chan struct{})}
 	go func() {
@@ -167,6 +170,10 @@ func (s *Supervisor) Do(ctx context.Context, job any) (Outcome, error) {
 		switch {
 		case err != nil && ctx.Err() != nil:
 			return out, err
+		case errors.Is(err, errStart): // no batch would help
+			a.Err = err.Error()
+			out.Attempts = append(out.Attempts, a)
+			return out, fmt.Errorf("%w: %w", ErrWorkerFailed, err)
 		case err != nil:
 			a.Err, a.Crashed = err.Error(), crashed
 		case resp.Err != "" && !resp.OOM:

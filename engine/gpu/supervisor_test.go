@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -228,5 +229,17 @@ func TestFrames(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: %v, want an error containing %q", tc.name, err, tc.want)
 		}
+	}
+}
+
+// TestSupervisorWorkerDoesNotStart: a worker that cannot be started fails the job at once,
+// naming the program, and leaves the batch as it was (no smaller batch would help).
+func TestSupervisorWorkerDoesNotStart(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "no-worker")
+	s := &Supervisor{Command: func() *exec.Cmd { return exec.Command(missing) }, Batch: 16}
+	out, err := s.Do(context.Background(), "ct.nii.gz")
+	if !errors.Is(err, ErrWorkerFailed) || !strings.Contains(err.Error(), missing) ||
+		len(out.Attempts) != 1 || s.Batch != 16 {
+		t.Errorf("Do: %v, attempts %+v, batch %d", err, out.Attempts, s.Batch)
 	}
 }
