@@ -31,7 +31,9 @@
 //     written atomically with the query's header geometry.
 //
 // Ownership: whoever calls Open must call Close, which closes every model (MedLAM and SAM)
-// and releases the device; it is idempotent, and the other methods then return ErrClosed.
+// and releases the device (with Options.Worker it also ends a worker job in flight, whose
+// call fails with ErrClosed, and stops the worker); it is idempotent, and the other
+// methods then return ErrClosed.
 // Results (template sets, label maps) belong to the caller and outlive the Engine.
 //
 // Concurrency: the methods may be called from several goroutines. Their network work

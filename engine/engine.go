@@ -295,7 +295,8 @@ var cpuOpener = func(o ort.Options, medlam string) Opener {
 // Backend names the backend the MedLAM models run on: "cpu" (the native network or ONNX
 // Runtime, Options.MedLAMRuntime), "tensorrt", or "custom" (Options.Open). SAM runs on ONNX
 // Runtime on the "cpu" backend; with "tensorrt", each SAM part runs on its engine when the
-// engines directory has one, else on ONNX Runtime (logged).
+// engines directory has one, else on ONNX Runtime (logged). With Options.Worker,
+// "tensorrt" means the GPU worker localises, and segments too when it has SAM's engines.
 func (e *Engine) Backend() string { return e.backend }
 
 // findModel returns the base name of the MedLAM model to open in dir.
