@@ -13,7 +13,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/medlsam-fast/medlsam-fast/engine/backend"
 	"github.com/medlsam-fast/medlsam-fast/engine/gpu"
 	"github.com/medlsam-fast/medlsam-fast/engine/localize"
 	"github.com/medlsam-fast/medlsam-fast/engine/nifti"
@@ -106,19 +105,11 @@ func (e *Engine) samHere(c gpu.Choice, segBatch int) string {
 	if err != nil {
 		return "" // no SAM export here: the engines are the model
 	}
-	for _, part := range []struct{ model, suffix string }{{samEncoder, suffixEncoder},
-		{samDecoder, suffixDecoder}} {
-		path := filepath.Join(e.dir, name+part.suffix)
-		man, err := backend.LoadManifest(path)
-		if err != nil {
-			continue // no such export (a public-layout decoder, say)
-		}
-		if em := c.Manifests[part.model]; em != nil && em.ONNXSHA256 != man.SHA256 {
-			return fmt.Sprintf("the %s engine %s was built from ONNX %.12s, not from %s "+
-				"(%.12s)", part.model, em.File, em.ONNXSHA256, path, man.SHA256)
-		}
+	if why := c.NotBuiltFrom(samEncoder, filepath.Join(e.dir, name+suffixEncoder)); why != "" {
+		return why
 	}
-	return ""
+	// A directory with only the public-layout decoder has nothing to compare.
+	return c.NotBuiltFrom(samDecoder, filepath.Join(e.dir, name+suffixDecoder))
 }
 
 // deviceWorker runs an Engine's queries in a supervised GPU worker process on the device

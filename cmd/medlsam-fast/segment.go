@@ -51,7 +51,8 @@ func runSegment(args []string, stdout io.Writer) (err error) {
 	boxes := fs.String("boxes", "", "a localize JSON result: segment its boxes, no MedLAM "+
 		"(one query only)")
 	samName := fs.String("sam-name", "sam", "SAM model base name: NAME-encoder.onnx and "+
-		"NAME-decoder.onnx (or NAME-decoder-public.onnx) in --models")
+		"NAME-decoder.onnx (or NAME-decoder-public.onnx) in --models; on the GPU backend "+
+		"the SAM engines must be built from them when they are there")
 	samBatch := fs.Int("sam-batch", segment.DefaultBatchSize, "slices per encoder call")
 	outDir := fs.StringP("out-dir", "d", ".", "directory for the masks")
 	perOrgan := fs.Bool("per-organ", false, "also write one binary mask per organ")
@@ -101,6 +102,23 @@ func runSegment(args []string, stdout io.Writer) (err error) {
 		return fmt.Errorf("segment: %w", err)
 	}
 	onGPU := choice.Backend == gpu.TensorRT
+	if onGPU { // the engines must be of the SAM --models holds, when it holds one
+		enc := filepath.Join(lf.models, *samName+"-encoder.onnx")
+		why := choice.NotBuiltFrom("sam-encoder", enc)
+		if why == "" {
+			why = choice.NotBuiltFrom("sam-decoder",
+				filepath.Join(lf.models, *samName+"-decoder.onnx"))
+		}
+		switch {
+		case why != "" && backendMode == gpu.ModeGPU:
+			return fmt.Errorf("segment: %w: %s: rebuild the SAM engines from that export "+
+				"(build/engines/build.sh) or give --sam-name or --models another SAM",
+				gpu.ErrGPURequested, why)
+		case why != "":
+			slog.Info("segment: SAM runs on the CPU", "reason", why)
+			onGPU = false
+		}
+	}
 	// The worker localises when it has MedLAM.
 	workerLocalises := onGPU && *boxes == "" && *gpuLocalize && choice.Engines["medlam"] != ""
 	if onGPU && *boxes == "" && *gpuLocalize && !workerLocalises {

@@ -532,3 +532,48 @@ func TestDeviceFlags(t *testing.T) {
 		})
 	}
 }
+
+// TestSegmentGPUSAMOfOtherExport: SAM engines not built from the SAM export that --models
+// and --sam-name name are refused with --backend gpu, saying how to fix it, and leave SAM
+// to the CPU with --backend auto (logged).
+func TestSegmentGPUSAMOfOtherExport(t *testing.T) {
+	dir := t.TempDir()
+	fakeGPU(t, "") // engines whose manifests name no ONNX digest
+	shape := [3]int{24, 20, 6}
+	q := filepath.Join(dir, "q.nii.gz")
+	writeVol(t, q, shape, func(i, j, k int) float32 { return float32(i + j + k) })
+	loc := localize.Result{Shape: shape, Organs: []localize.OrganBox{{
+		Organ:     localize.Organ{Label: 3, Name: "a"},
+		BoxOnGrid: localize.BoxOnGrid{Box: eval.Box{Max: [3]int{5, 6, 2}}}}}}
+	b, _ := json.Marshal(loc)
+	boxes := filepath.Join(dir, "boxes.json")
+	if err := os.WriteFile(boxes, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	args := func(mode string) []string {
+		return []string{"segment", "--boxes", boxes, "--backend", mode, "--engines",
+			filepath.Join(dir, "engines"), "--models", "../../testdata/models", "--sam-name",
+			"sam_tiny", "-d", dir, q}
+	}
+	_, errs, code := runCmd(t, args("gpu")...)
+	if code == 0 || !strings.Contains(errs, "sam-encoder engine") ||
+		!strings.Contains(errs, "sam_tiny-encoder.onnx") || !strings.Contains(errs, "rebuild") {
+		t.Errorf("gpu: exit %d: %s", code, errs)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "q_mask.nii.gz")); err == nil {
+		t.Error("a refused run wrote a mask")
+	}
+	// auto: SAM here on ONNX Runtime, which this machine may lack (the run then fails
+	// opening it, which shows the same choice).
+	out, errs, code := runCmd(t, args("auto")...)
+	var rep segmentReport
+	switch {
+	case code != 0 && strings.Contains(errs, "ONNX Runtime library"):
+		t.Logf("SAM on the CPU not run: %s", errs)
+	case code != 0:
+		t.Errorf("auto: exit %d: %s", code, errs)
+	case json.Unmarshal([]byte(out), &rep) != nil || len(rep.Queries) != 1 ||
+		rep.Queries[0].Backend != "cpu":
+		t.Errorf("auto: report %s, want SAM on the CPU", out)
+	}
+}

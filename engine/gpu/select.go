@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -117,6 +118,29 @@ func (c Choice) LocalizeBatchCap() int {
 		return most
 	}
 	return localize.DefaultBatchSize
+}
+
+// NotBuiltFrom says why the engine of model in c was not built from the ONNX export at
+// onnxPath: its manifest names other ONNX, or the export's manifest cannot be read. It
+// says nothing ("") when the engine was built from it, when c has no engine of model, or
+// when there is no export at onnxPath (the engine is then the model).
+func (c Choice) NotBuiltFrom(model, onnxPath string) string {
+	em := c.Manifests[model]
+	if em == nil {
+		return ""
+	}
+	if _, err := os.Stat(onnxPath); errors.Is(err, os.ErrNotExist) {
+		return ""
+	}
+	man, err := backend.LoadManifest(onnxPath)
+	if err != nil {
+		return err.Error()
+	}
+	if em.ONNXSHA256 != man.SHA256 {
+		return fmt.Sprintf("the %s engine %s was built from ONNX %.12s, not from %s (%.12s)",
+			model, em.File, em.ONNXSHA256, onnxPath, man.SHA256)
+	}
+	return ""
 }
 
 // ErrGPURequested is returned by Select when ModeGPU was asked for and the GPU backend cannot

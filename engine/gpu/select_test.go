@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -245,5 +246,38 @@ func TestLocalizeBatchCap(t *testing.T) {
 	c.Manifests["sam-encoder"] = &trt.EngineManifest{Profiles: profile(500)}
 	if got := c.LocalizeBatchCap(); got != 96 {
 		t.Errorf("cap %d, want the MedLAM engines' largest batch 96", got)
+	}
+}
+
+// TestNotBuiltFrom: an engine is checked against the export's manifest digest; no engine,
+// or no export, is nothing to say; an unreadable manifest is.
+func TestNotBuiltFrom(t *testing.T) {
+	onnx := "../../testdata/models/sam_tiny-encoder.onnx"
+	man, err := backend.LoadManifest(onnx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := Choice{Manifests: map[string]*trt.EngineManifest{"sam-encoder": {
+		Manifest: backend.Manifest{File: "sam-encoder.plan"}, ONNXSHA256: man.SHA256}}}
+	if why := c.NotBuiltFrom("sam-encoder", onnx); why != "" {
+		t.Errorf("same export: %q", why)
+	}
+	if why := c.NotBuiltFrom("sam-decoder", onnx); why != "" {
+		t.Errorf("no engine: %q", why)
+	}
+	if why := c.NotBuiltFrom("sam-encoder", t.TempDir()+"/none.onnx"); why != "" {
+		t.Errorf("no export: %q", why)
+	}
+	bad := t.TempDir() + "/bad.onnx"
+	if err := os.WriteFile(bad, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if why := c.NotBuiltFrom("sam-encoder", bad); !strings.Contains(why, "bad.onnx") {
+		t.Errorf("export without manifest: %q", why)
+	}
+	c.Manifests["sam-encoder"].ONNXSHA256 = "0123456789abcdef"
+	if why := c.NotBuiltFrom("sam-encoder", onnx); !strings.Contains(why,
+		"built from ONNX 0123456789ab, not from "+onnx) {
+		t.Errorf("other export: %q", why)
 	}
 }
