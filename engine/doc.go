@@ -47,9 +47,10 @@
 // GPU, a TensorRT build and matching engines, else on the CPU, saying why in the log; "gpu"
 // insists on TensorRT. With Options.Worker (a WorkerCommand, such as WorkerBinary of a
 // cuda,tensorrt medlsam-fast) the worker process makes that check, so the calling program
-// needs no cgo, and queries run in the worker on the device pipeline of engine/gpu, as the
+// needs no CUDA or TensorRT (nor their build tags), and queries run in the worker on the device pipeline of engine/gpu, as the
 // command line runs them: each volume copied to the device once, localised there and, when
-// the engines include SAM's, segmented there, with only boxes and the label map coming
+// the engines include SAM's (built from the models directory's SAM export, when it holds
+// one) and an encoder batch fits, segmented there, with only boxes and the label map coming
 // back; a CUDA or TensorRT fault restarts the worker and retries with half the batch.
 // Template sets are built here on the CPU and must not change once used. When the worker
 // segments, a SegmentResult's Segmentation has the organs' voxel counts and the encoder

@@ -105,8 +105,9 @@ type Options struct {
 // Engine holds an opened MedLAM network (and, once a Segment call or OpenSAM has opened
 // them, the SAM encoder and decoder) and runs localisation and segmentation with them. Its
 // methods may be called from several goroutines; their network work runs one call at a
-// time (reading queries and writing masks do not hold the lock; open several Engines to
-// run networks in parallel). Whoever calls Open must call Close, which closes every model.
+// time (reading queries and writing masks do not hold the lock, except when the GPU
+// worker segments; open several Engines to run networks in parallel). Whoever calls Open
+// must call Close, which closes every model.
 type Engine struct {
 	mu      sync.Mutex
 	net     localize.Network
@@ -350,7 +351,8 @@ func openChecked(open Opener, path, want string) (backend.Model, *backend.Manife
 	return m, man, nil
 }
 
-// Close closes the models. It is idempotent; later calls of the other methods fail.
+// Close closes the models and stops the GPU worker, ending a job in flight there (its call
+// fails with ErrClosed). It is idempotent; later calls of the other methods fail.
 func (e *Engine) Close() error {
 	if e == nil {
 		return nil
@@ -486,7 +488,7 @@ func (e *Engine) LocalizeVolume(ctx context.Context, ts *localize.TemplateSet,
 	if e.dw != nil {
 		e.mu.Lock()
 		defer e.mu.Unlock()
-		if e.closed {
+		if e.closed || e.closing.Err() != nil { // Close may be waiting for the lock
 			return nil, ErrClosed
 		}
 		ctx, done := e.workerContext(ctx)

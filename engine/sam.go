@@ -111,6 +111,9 @@ func openSAMPart(open Opener, path, kind string) (backend.Model, error) {
 	return m, nil
 }
 
+// errNoSAM is findSAM's error for a directory without a SAM export.
+var errNoSAM = errors.New("holds no SAM model")
+
 // findSAM returns the base name of the SAM model to open in dir.
 func findSAM(dir, name string) (string, error) {
 	if name != "" {
@@ -134,8 +137,8 @@ func findSAM(dir, name string) (string, error) {
 	case 1:
 		return found[0], nil
 	case 0:
-		return "", fmt.Errorf("engine: %s holds no SAM model (%s%s, or NAME%s with a "+
-			"manifest of model %q); export one or give Options.SAMName", dir, samDefault,
+		return "", fmt.Errorf("engine: %s %w (%s%s, or NAME%s with a manifest of model "+
+			"%q); export one or give Options.SAMName", dir, errNoSAM, samDefault,
 			suffixEncoder, suffixEncoder, samEncoder)
 	default:
 		slices.Sort(found)

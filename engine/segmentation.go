@@ -108,7 +108,7 @@ func (e *Engine) segment(ctx context.Context, ts *localize.TemplateSet, loc *loc
 	res := &SegmentResult{Query: source}
 	if e.dw != nil { // the supervised GPU worker segments, or localises for SAM here
 		e.mu.Lock()
-		if e.closed {
+		if e.closed || e.closing.Err() != nil { // Close may be waiting for the lock
 			e.mu.Unlock()
 			return nil, ErrClosed
 		}

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/medlsam-fast/medlsam-fast/engine/gpu"
@@ -25,7 +26,8 @@ import (
 // a gpu.PipelineWorker opened for that work, and answers gpu.WorkSelect with
 // gpu.ServeSelect, such as the gpu-worker subcommand of a cuda,tensorrt build of
 // medlsam-fast (WorkerBinary). Its stdin and stdout carry the protocol; its stderr is this
-// process's unless the command sets it. It runs as this process's user (it reads the
+// process's unless the command sets it (for WorkSelect, it is kept for the reason given
+// when the worker fails). It runs as this process's user (it reads the
 // temporary files the Engine writes with mode 0600).
 type WorkerCommand func(work gpu.Work, engines string) *exec.Cmd
 
@@ -47,7 +49,7 @@ const maxWorkerSets = 8
 
 // chooseWorker is chooseBackend with Options.Worker: the worker, not this process, checks
 // the GPU, its own CUDA and TensorRT build and the engines (gpu.SelectInWorker), so that a
-// program without cgo can drive a cuda,tensorrt worker. It returns the opener of this
+// program built without CUDA and TensorRT can drive a cuda,tensorrt worker. It returns the opener of this
 // process's models (MedLAM for the template sets; SAM when the worker does not segment).
 func (e *Engine) chooseWorker(opt Options, mode gpu.Mode, cpu func() Opener) (Opener, error) {
 	engines := opt.Engines
@@ -102,8 +104,11 @@ func (e *Engine) samHere(c gpu.Choice, segBatch int) string {
 			c.Device.Name)
 	}
 	name, err := findSAM(e.dir, e.samName)
-	if err != nil {
+	switch {
+	case errors.Is(err, errNoSAM):
 		return "" // no SAM export here: the engines are the model
+	case err != nil:
+		return err.Error() // SAM stays here, where OpenSAM reports it
 	}
 	if why := c.NotBuiltFrom(samEncoder, filepath.Join(e.dir, name+suffixEncoder)); why != "" {
 		return why
@@ -219,7 +224,11 @@ func (w *deviceWorker) queryFile(v *volume.Volume, hdr *nifti.Header,
 		if source == "" {
 			return "", nil, errors.New("engine: no query volume and no query file given")
 		}
-		return source, func() {}, nil
+		abs, err := filepath.Abs(source) // the worker's directory may be another
+		if err != nil {
+			return "", nil, fmt.Errorf("engine: query %s: %w", source, err)
+		}
+		return abs, func() {}, nil
 	}
 	f, err := w.temp(".nii")
 	if err != nil {
@@ -231,9 +240,31 @@ func (w *deviceWorker) queryFile(v *volume.Volume, hdr *nifti.Header,
 	return f, func() { os.Remove(f) }, nil
 }
 
+// hiddenSeq numbers the hidden masks of this process (hiddenBeside).
+var hiddenSeq atomic.Uint64
+
+// hiddenBeside checks that mask can be written (a NIfTI name in a directory that exists)
+// and returns the absolute path of a hidden file beside it, unique in this process, for the
+// worker to write the label map to before it is renamed to mask.
+func hiddenBeside(mask string) (string, error) {
+	if !strings.HasSuffix(mask, ".nii") && !strings.HasSuffix(mask, ".nii.gz") {
+		return "", fmt.Errorf("engine: mask %s: the name must end in .nii or .nii.gz", mask)
+	}
+	abs, err := filepath.Abs(mask)
+	if err != nil {
+		return "", fmt.Errorf("engine: mask %s: %w", mask, err)
+	}
+	dir := filepath.Dir(abs)
+	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+		return "", fmt.Errorf("engine: mask %s: no directory %s", mask, dir)
+	}
+	return filepath.Join(dir, fmt.Sprintf(".medlsam-%d-%d-%s", os.Getpid(),
+		hiddenSeq.Add(1), filepath.Base(abs))), nil
+}
+
 // run sends one job for the query source and returns its result and the attempts it took.
-// Errors name source, not the temporary file the worker read it from.
-func (w *deviceWorker) run(ctx context.Context, job gpu.Job, source string) (gpu.Result,
+// The worker's error names source and mask (when given), not the files it was handed.
+func (w *deviceWorker) run(ctx context.Context, job gpu.Job, source, mask string) (gpu.Result,
 	[]gpu.Attempt, error) {
 	out, err := w.sup.Do(ctx, gpu.Batch{Jobs: []gpu.Job{job}})
 	if err != nil {
@@ -253,9 +284,14 @@ func (w *deviceWorker) run(ctx context.Context, job gpu.Job, source string) (gpu
 			"results for one query", source, len(res))
 	}
 	if msg := res[0].Err; msg != "" {
-		if job.Query != source {
-			msg = strings.ReplaceAll(msg, job.Query, source)
+		var names []string
+		if source != "" && job.Query != source {
+			names = append(names, job.Query, source)
 		}
+		if mask != "" && job.Mask != mask {
+			names = append(names, job.Mask, mask)
+		}
+		msg = strings.NewReplacer(names...).Replace(msg)
 		return res[0], out.Attempts, fmt.Errorf("engine: %s: gpu worker: %s", source, msg)
 	}
 	return res[0], out.Attempts, nil
@@ -274,7 +310,7 @@ func (w *deviceWorker) localize(ctx context.Context, ts *localize.TemplateSet,
 	}
 	defer done()
 	opt := w.opt
-	r, _, err := w.run(ctx, gpu.Job{Query: q, Templates: set, Localize: &opt}, source)
+	r, _, err := w.run(ctx, gpu.Job{Query: q, Templates: set, Localize: &opt}, source, "")
 	if err != nil {
 		return nil, err
 	}
@@ -316,10 +352,9 @@ func (w *deviceWorker) segment(ctx context.Context, ts *localize.TemplateSet,
 	defer done()
 	job := gpu.Job{Query: q}
 	if opt.Mask != "" {
-		// A name of this process's in the mask's directory, so that the rename is atomic.
-		w.n++
-		job.Mask = filepath.Join(filepath.Dir(opt.Mask), fmt.Sprintf(".medlsam-%d-%d-%s",
-			os.Getpid(), w.n, filepath.Base(opt.Mask)))
+		if job.Mask, err = hiddenBeside(opt.Mask); err != nil {
+			return nil, err
+		}
 	} else if job.Mask, err = w.temp("_mask.nii"); err != nil {
 		return nil, err
 	}
@@ -339,7 +374,7 @@ func (w *deviceWorker) segment(ctx context.Context, ts *localize.TemplateSet,
 		}
 	}()
 	t := time.Now()
-	r, attempts, err := w.run(ctx, job, source)
+	r, attempts, err := w.run(ctx, job, source, opt.Mask)
 	if err != nil {
 		return nil, err
 	}

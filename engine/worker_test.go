@@ -57,7 +57,7 @@ func TestMain(m *testing.M) {
 func fakeWorker(work gpu.Work) gpu.Handler {
 	return func(ctx context.Context, raw json.RawMessage, batch int) (json.RawMessage, error) {
 		if os.Getenv("FAKE_HANG") != "" {
-			select {} // a worker stuck in a CUDA call
+			time.Sleep(time.Hour) // a worker stuck in a CUDA call
 		}
 		if f := os.Getenv("FAKE_CRASH_ONCE"); f != "" {
 			if _, err := os.Stat(f); errors.Is(err, os.ErrNotExist) {
@@ -132,7 +132,10 @@ func fakeJob(work gpu.Work, job gpu.Job, r *gpu.Result) error {
 	if job.Mask == "" {
 		return nil
 	}
-	m := &volume.Volume{Data: make([]float32, len(q.Volume.Data)), Shape: shape,
+	if strings.HasPrefix(filepath.Base(job.Query), "wrongshape") { // a faulty worker
+		shape[0]++
+	}
+	m := &volume.Volume{Data: make([]float32, shape[0]*shape[1]*shape[2]), Shape: shape,
 		Spacing: q.Volume.Spacing, Affine: q.Volume.Affine}
 	for _, o := range r.Organs {
 		fillBox(m, o.Box, float32(o.Label))
@@ -335,12 +338,25 @@ func TestWorkerSegments(t *testing.T) {
 		t.Errorf("boxes for another shape: %v", err)
 	}
 
-	// A failed job names the query and leaves no mask, nor the worker's temporary one.
+	// A failed job names the query and leaves no mask, nor the worker's temporary one:
+	// the worker fails, or writes a label map that is refused.
 	missing := filepath.Join(dir, "missing.nii.gz")
 	bad := filepath.Join(dir, "bad_mask.nii.gz")
 	if _, err := e.Segment(ctx, ts, missing, SegmentOptions{Mask: bad}); err == nil ||
 		!strings.Contains(err.Error(), "engine: "+missing+": gpu worker") {
 		t.Errorf("missing query: %v", err)
+	}
+	wrong := filepath.Join(dir, "wrongshape.nii.gz")
+	if err := nifti.Write(wrong, q.Volume, nifti.WriteOptions{Like: q.Header}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Segment(ctx, ts, wrong, SegmentOptions{Mask: bad}); err == nil ||
+		!strings.Contains(err.Error(), "label map of shape") {
+		t.Errorf("label map of another shape: %v", err)
+	}
+	if _, err := e.Segment(ctx, ts, phantomQuery, SegmentOptions{Mask: filepath.Join(dir,
+		"none", "m.nii.gz")}); err == nil || !strings.Contains(err.Error(), "no directory") {
+		t.Errorf("mask in a missing directory: %v", err)
 	}
 	left, _ := filepath.Glob(filepath.Join(dir, "*bad_mask*"))
 	if tmp, _ := filepath.Glob(filepath.Join(dir, ".medlsam-*")); len(left)+len(tmp) != 0 {
@@ -352,9 +368,9 @@ func TestWorkerSegments(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := strings.Fields(string(rec)); len(got) != 10 || got[0] != "segment" ||
+	if got := strings.Fields(string(rec)); len(got) != 12 || got[0] != "segment" ||
 		got[1] != "4" {
-		t.Errorf("worker requests %q: want five segmentation requests at batch 4 after "+
+		t.Errorf("worker requests %q: want six segmentation requests at batch 4 after "+
 			"the crash", rec)
 	}
 	tmp := e.dw.dir
@@ -544,8 +560,15 @@ func TestWorkerCloseInterrupts(t *testing.T) {
 	// Give the job time to reach the worker (if Close came first, the call would fail
 	// with ErrClosed all the same).
 	time.Sleep(500 * time.Millisecond)
-	if err := e.Close(); err != nil {
-		t.Fatal(err)
+	closed := make(chan error, 1)
+	go func() { closed <- e.Close() }()
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("Close waits for the job stuck in the worker")
 	}
 	select {
 	case err := <-got:

@@ -11,11 +11,16 @@ import (
 	"time"
 )
 
+// SelectVersion is the version of SelectAnswer this build writes and reads: a worker from
+// another release may encode its Choice differently.
+const SelectVersion = 1
+
 // SelectAnswer is what a worker started for WorkSelect writes on its stdout: the Choice it
 // made for its engines, or why the GPU backend cannot run there.
 type SelectAnswer struct {
-	Choice *Choice `json:"choice,omitempty"`
-	Err    string  `json:"err,omitempty"`
+	Version int     `json:"version"`
+	Choice  *Choice `json:"choice,omitempty"`
+	Err     string  `json:"err,omitempty"`
 }
 
 // ServeSelect is the worker's side of WorkSelect: it checks env as Select does, for the
@@ -23,7 +28,7 @@ type SelectAnswer struct {
 // SelectAnswer as JSON to w.
 func ServeSelect(w io.Writer, env Env) error {
 	env.Models, env.Optional = WorkSelect.Models()
-	var a SelectAnswer
+	a := SelectAnswer{Version: SelectVersion}
 	if c, why := tryGPU(env); why != "" {
 		a.Err = why
 	} else {
@@ -97,6 +102,10 @@ func askWorker(ctx context.Context, cmd *exec.Cmd) (Choice, string) {
 			said())
 	}
 	switch {
+	case a.Version != SelectVersion:
+		return Choice{}, fmt.Sprintf("%s answered in protocol version %d, this program "+
+			"reads %d: use a worker built from the same release", name, a.Version,
+			SelectVersion)
 	case a.Err != "":
 		return Choice{}, fmt.Sprintf("%s: %s", name, a.Err)
 	case a.Choice == nil || a.Choice.Backend != TensorRT || a.Choice.Engines == nil:

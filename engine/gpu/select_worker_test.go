@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -36,6 +37,11 @@ func TestSelectInWorker(t *testing.T) {
 	good := goodEnv()
 	good.Scan = fakeScan([]string{"medlam", "medlam-encoder", "sam-encoder", "sam-decoder"},
 		nil)
+	good.Models, good.Optional = WorkSelect.Models()
+	want, why := tryGPU(good)
+	if why != "" {
+		t.Fatal(why)
+	}
 	noTRT := goodEnv()
 	noTRT.TensorRTBuilt = func() bool { return false }
 
@@ -48,7 +54,9 @@ func TestSelectInWorker(t *testing.T) {
 		{name: "worker without TensorRT", script: answer("notrt", noTRT), reason: "without TensorRT"},
 		{name: "fails", script: "echo boom >&2; exit 3", reason: "exit status 3 (it said: boom)"},
 		{name: "nonsense", script: "echo not json", reason: "answered no backend choice"},
-		{name: "empty answer", script: "echo '{}'", reason: "answered no TensorRT choice"},
+		{name: "other release", script: "echo '{}'", reason: "protocol version 0"},
+		{name: "empty answer", script: `echo '{"version": 1}'`,
+			reason: "answered no TensorRT choice"},
 		{name: "silent", script: "exec sleep 5", reason: "context deadline exceeded",
 			timeout: 100 * time.Millisecond},
 	}
@@ -66,10 +74,10 @@ func TestSelectInWorker(t *testing.T) {
 					slog.New(slog.NewTextHandler(&log, nil)))
 				switch {
 				case tc.reason == "":
-					if err != nil || c.Backend != TensorRT || c.Engines["sam-decoder"] == "" ||
-						c.Engines["medlam-encoder"] == "" || c.Device.Name != h200.Name ||
+					if err != nil || !reflect.DeepEqual(c, want) ||
+						c.Engines["sam-decoder"] == "" || c.Engines["medlam-encoder"] == "" ||
 						c.EncoderBatch < 1 {
-						t.Errorf("%s: choice %+v, %v", mode, c, err)
+						t.Errorf("%s: choice %+v, %v; want %+v", mode, c, err, want)
 					}
 				case mode == ModeAuto:
 					if err != nil || c.Backend != CPU || !strings.Contains(c.Reason, tc.reason) ||

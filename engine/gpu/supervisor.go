@@ -116,6 +116,9 @@ func (s *Supervisor) start() (*worker, error) {
 	if cmd.Stderr == nil {
 		cmd.Stderr = os.Stderr
 	}
+	if cmd.WaitDelay == 0 { // a child of the worker's may hold its pipes after a kill
+		cmd.WaitDelay = 5 * time.Second
+	}
 	err = cmd.Start()
 	pw.Close()
 	if err != nil {
@@ -202,6 +205,9 @@ func (s *Supervisor) Do(ctx context.Context, job any) (Outcome, error) {
 // answer. crashed reports a worker that died; it has then been reaped and dropped.
 func (s *Supervisor) roundTrip(ctx context.Context, job json.RawMessage,
 	batch int) (Response, bool, error) {
+	if err := ctx.Err(); err != nil { // no worker started for a job already cancelled
+		return Response{}, false, fmt.Errorf("gpu: job cancelled: %w", err)
+	}
 	if s.w == nil {
 		w, err := s.start()
 		if err != nil {
