@@ -233,8 +233,8 @@ func (e *Engine) chooseBackend(opt Options) (Opener, error) {
 	if opt.GPUEnv != nil {
 		env = *opt.GPUEnv
 	}
-	env.Engines, env.Models = opt.Engines, gpu.LocalizeModels
-	env.Optional = slices.Concat(gpu.LocalizeOptional, gpu.SegmentModels)
+	env.Engines = opt.Engines
+	env.Models, env.Optional = gpu.WorkSelect.Models() // what the worker would choose
 	c, err := gpu.Select(mode, env, e.cfg.Logger)
 	if err != nil {
 		return nil, fmt.Errorf("engine: %w", err)
@@ -486,13 +486,11 @@ func (e *Engine) LocalizeVolume(ctx context.Context, ts *localize.TemplateSet,
 		return nil, fmt.Errorf("engine: %s: %w", source, err)
 	}
 	if e.dw != nil {
-		e.mu.Lock()
-		defer e.mu.Unlock()
-		if e.closed || e.closing.Err() != nil { // Close may be waiting for the lock
-			return nil, ErrClosed
+		ctx, end, err := e.workerCall(ctx)
+		if err != nil {
+			return nil, err
 		}
-		ctx, done := e.workerContext(ctx)
-		defer done()
+		defer end()
 		return e.dw.localize(ctx, ts, v, nil, source)
 	}
 	q, err := prepared(e.cfg, v, source, localize.Image)

@@ -107,25 +107,21 @@ func (e *Engine) segment(ctx context.Context, ts *localize.TemplateSet, loc *loc
 	start := time.Now()
 	res := &SegmentResult{Query: source}
 	if e.dw != nil { // the supervised GPU worker segments, or localises for SAM here
-		e.mu.Lock()
-		if e.closed || e.closing.Err() != nil { // Close may be waiting for the lock
-			e.mu.Unlock()
-			return nil, ErrClosed
+		wctx, end, err := e.workerCall(ctx)
+		if err != nil {
+			return nil, err
 		}
-		wctx, done := e.workerContext(ctx)
-		defer done()
 		if e.dw.work == gpu.WorkSegment {
-			defer e.mu.Unlock()
+			defer end()
 			return e.dw.segment(wctx, ts, loc, v, hdr, source, opt)
 		}
-		var err error
 		if ts != nil {
 			t := time.Now()
 			loc, err = e.dw.localize(wctx, ts, v, hdr, source)
 			ts = nil
 			res.Times.Localize = msSince(t)
 		}
-		e.mu.Unlock()
+		end()
 		if err != nil {
 			return nil, err
 		}

@@ -81,15 +81,23 @@ func (e *Engine) chooseWorker(opt Options, mode gpu.Mode, cpu func() Opener) (Op
 	return cpu(), nil
 }
 
-// workerContext returns the context of a worker job for a call with ctx: ctx, also done
-// when Close is called, then failing the job with ErrClosed. done releases it.
-func (e *Engine) workerContext(ctx context.Context) (_ context.Context, done func()) {
+// workerCall starts a call into the GPU worker: it takes the Engine's lock and returns the
+// call's context (ctx, also ended by Close, which then fails the job with ErrClosed) and
+// end, which ends the call and unlocks. Once Close is called (it may be waiting for the
+// lock) it returns ErrClosed, unlocked.
+func (e *Engine) workerCall(ctx context.Context) (_ context.Context, end func(), _ error) {
+	e.mu.Lock()
+	if e.closing.Err() != nil {
+		e.mu.Unlock()
+		return nil, nil, ErrClosed
+	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	stop := context.AfterFunc(e.closing, func() { cancel(ErrClosed) })
 	return ctx, func() {
 		stop()
 		cancel(nil)
-	}
+		e.mu.Unlock()
+	}, nil
 }
 
 // samHere says why SAM cannot run in the worker on the engines of c ("" when it can): no
@@ -266,22 +274,12 @@ func hiddenBeside(mask string) (string, error) {
 // The worker's error names source and mask (when given), not the files it was handed.
 func (w *deviceWorker) run(ctx context.Context, job gpu.Job, source, mask string) (gpu.Result,
 	[]gpu.Attempt, error) {
-	out, err := w.sup.Do(ctx, gpu.Batch{Jobs: []gpu.Job{job}})
+	res, attempts, err := w.sup.RunJobs(ctx, []gpu.Job{job})
 	if err != nil {
 		if cause := context.Cause(ctx); errors.Is(cause, ErrClosed) {
 			err = fmt.Errorf("%w (%w)", cause, err)
 		}
-		return gpu.Result{}, out.Attempts, fmt.Errorf("engine: %s: gpu worker: %w", source,
-			err)
-	}
-	var res []gpu.Result
-	if err := json.Unmarshal(out.Result, &res); err != nil {
-		return gpu.Result{}, out.Attempts, fmt.Errorf("engine: %s: gpu worker answer: %w",
-			source, err)
-	}
-	if len(res) != 1 {
-		return gpu.Result{}, out.Attempts, fmt.Errorf("engine: %s: gpu worker answered %d "+
-			"results for one query", source, len(res))
+		return gpu.Result{}, attempts, fmt.Errorf("engine: %s: gpu worker: %w", source, err)
 	}
 	if msg := res[0].Err; msg != "" {
 		var names []string
@@ -292,9 +290,9 @@ func (w *deviceWorker) run(ctx context.Context, job gpu.Job, source, mask string
 			names = append(names, job.Mask, mask)
 		}
 		msg = strings.NewReplacer(names...).Replace(msg)
-		return res[0], out.Attempts, fmt.Errorf("engine: %s: gpu worker: %s", source, msg)
+		return res[0], attempts, fmt.Errorf("engine: %s: gpu worker: %s", source, msg)
 	}
-	return res[0], out.Attempts, nil
+	return res[0], attempts, nil
 }
 
 // localize localises the query (v, or the file source) with ts in the worker.
@@ -404,15 +402,10 @@ func (w *deviceWorker) segment(ctx context.Context, ts *localize.TemplateSet,
 		}
 		res.Files = []string{opt.Mask}
 		if opt.PerOrgan {
-			var labels []int
-			for _, o := range res.Segmentation.Organs {
-				labels = append(labels, o.Label)
-			}
-			files, err := segment.WriteOrganMasks(m.Volume, labels, m.Header, opt.Mask)
-			if err != nil {
-				for _, f := range append(res.Files, files...) {
-					os.Remove(f)
-				}
+			files, err := segment.WriteOrganMasks(m.Volume, res.Segmentation.Organs, m.Header,
+				opt.Mask)
+			if err != nil { // it removed the organ masks it wrote
+				os.Remove(opt.Mask)
 				return nil, fmt.Errorf("engine: mask of %s: %w", source, err)
 			}
 			res.Files = append(res.Files, files...)
@@ -425,18 +418,13 @@ func (w *deviceWorker) segment(ctx context.Context, ts *localize.TemplateSet,
 
 // organsFile writes loc's boxes for the worker (gpu.Organ JSON) and returns the file.
 func (w *deviceWorker) organsFile(loc *localize.Result, source string) (string, error) {
-	seg := segment.FromLocalization(loc)
-	if err := segment.ValidateOrgans(seg, loc.Shape); err != nil {
-		return "", fmt.Errorf("engine: %s: %w", source, err)
-	}
-	if len(seg) == 0 {
+	if len(loc.Organs) == 0 { // as the CPU path says it
 		return "", fmt.Errorf("engine: %s: the localisation holds no organ to segment",
 			source)
 	}
-	organs := make([]gpu.Organ, 0, len(seg))
-	for _, o := range seg {
-		organs = append(organs, gpu.Organ{Label: o.Label, Name: o.Name, Box: o.Box,
-			Chunks: o.Chunks})
+	organs, err := gpu.OrgansOf(loc, loc.Shape, source)
+	if err != nil {
+		return "", fmt.Errorf("engine: %w", err)
 	}
 	b, err := json.Marshal(organs)
 	if err != nil {

@@ -251,8 +251,9 @@ func runLocalize(args []string, stdout io.Writer) error {
 	// Template sets are built on the CPU, so without a query there is nothing to choose.
 	var choice gpu.Choice
 	if fs.NArg() == 1 {
-		env := gpuEnv(f.gpu.engines, gpu.LocalizeModels)
-		env.Optional = gpu.LocalizeOptional
+		required, optional := gpu.WorkLocalise.Models()
+		env := gpuEnv(f.gpu.engines, required)
+		env.Optional = optional
 		if choice, err = gpu.Select(backendMode, env, slog.Default()); err != nil {
 			return err
 		}
@@ -363,17 +364,10 @@ func localiseOnGPU(ctx context.Context, query string, shape [3]int, ts *localize
 		Log: slog.Default()}
 	defer sup.Close()
 	job := gpu.Job{Query: query, Templates: set, Localize: &opt}
-	out, err := sup.Do(ctx, gpu.Batch{Jobs: []gpu.Job{job}})
-	if err != nil {
-		return nil, fmt.Errorf("gpu worker: %w", err)
-	}
-	var results []gpu.Result
-	if err := json.Unmarshal(out.Result, &results); err != nil {
-		return nil, fmt.Errorf("gpu worker answer: %w", err)
-	}
+	results, attempts, err := sup.RunJobs(ctx, []gpu.Job{job})
 	switch {
-	case len(results) != 1:
-		return nil, fmt.Errorf("gpu worker answered %d results for one query", len(results))
+	case err != nil:
+		return nil, fmt.Errorf("gpu worker: %w", err)
 	case results[0].Err != "":
 		return nil, errors.New(results[0].Err)
 	case results[0].Localization == nil:
@@ -382,8 +376,8 @@ func localiseOnGPU(ctx context.Context, query string, shape [3]int, ts *localize
 		return nil, fmt.Errorf("gpu worker localised %s on a grid of %v, the file's is %v",
 			query, results[0].Localization.Shape, shape)
 	}
-	slog.Info("localised in the GPU worker", "query", query, "attempts", len(out.Attempts),
-		"batch", out.Attempts[len(out.Attempts)-1].Batch)
+	slog.Info("localised in the GPU worker", "query", query, "attempts", len(attempts),
+		"batch", attempts[len(attempts)-1].Batch)
 	return results[0].Localization, nil
 }
 

@@ -367,17 +367,9 @@ func segmentOnGPU(ctx context.Context, queries []string, locate locator,
 	sup := &gpu.Supervisor{Command: workerCommand(engines, gpu.WorkSegment), Batch: batch,
 		Log: slog.Default()}
 	defer sup.Close()
-	out, err := sup.Do(ctx, gpu.Batch{Jobs: jobs})
+	results, attempts, err := sup.RunJobs(ctx, jobs)
 	if err != nil {
 		return rep, fmt.Errorf("segment: gpu worker: %w", err)
-	}
-	var results []gpu.Result
-	if err := json.Unmarshal(out.Result, &results); err != nil {
-		return rep, fmt.Errorf("segment: gpu worker answer: %w", err)
-	}
-	if len(results) != len(jobs) || len(out.Attempts) == 0 {
-		return rep, fmt.Errorf("segment: gpu worker answered %d results for %d queries "+
-			"after %d attempts", len(results), len(jobs), len(out.Attempts))
 	}
 	// Every label map the worker wrote is an output from here on, so that a failure below
 	// leaves none of them behind (the caller removes the outputs of a failed run).
@@ -389,8 +381,8 @@ func segmentOnGPU(ctx context.Context, queries []string, locate locator,
 	var failed []string
 	for i, r := range results {
 		q := &rep.Queries[i]
-		q.GPUAttempts = out.Attempts
-		q.Segmentation.Batch = out.Attempts[len(out.Attempts)-1].Batch
+		q.GPUAttempts = attempts
+		q.Segmentation.Batch = attempts[len(attempts)-1].Batch
 		if r.Err != "" {
 			failed = append(failed, r.Err)
 			continue
@@ -413,11 +405,8 @@ func segmentOnGPU(ctx context.Context, queries []string, locate locator,
 		q.Segmentation = segment.LabelReport(q.Query, m.Volume,
 			segment.FromLocalization(q.Localization), q.Segmentation.Batch)
 		if perOrgan {
-			var labels []int
-			for _, o := range q.Segmentation.Organs {
-				labels = append(labels, o.Label)
-			}
-			files, err := segment.WriteOrganMasks(m.Volume, labels, m.Header, jobs[i].Mask)
+			files, err := segment.WriteOrganMasks(m.Volume, q.Segmentation.Organs, m.Header,
+				jobs[i].Mask)
 			q.Output = append(q.Output, files...)
 			if err != nil {
 				return rep, err
@@ -439,17 +428,9 @@ func localiseForWorker(path string, img *nifti.Image, locate locator, dir string
 	if err != nil {
 		return "", nil, err
 	}
-	seg := segment.FromLocalization(loc)
-	if err := segment.ValidateOrgans(seg, img.Volume.Shape); err != nil {
-		return "", nil, fmt.Errorf("%w (query %s)", err, path)
-	}
-	var organs []gpu.Organ
-	for _, o := range seg {
-		organs = append(organs, gpu.Organ{Label: o.Label, Name: o.Name, Box: o.Box,
-			Chunks: o.Chunks})
-	}
-	if len(organs) == 0 {
-		return "", nil, fmt.Errorf("segment: %s: no organ to segment", path)
+	organs, err := gpu.OrgansOf(loc, img.Volume.Shape, path)
+	if err != nil {
+		return "", nil, fmt.Errorf("segment: %w", err)
 	}
 	b, err := json.Marshal(organs)
 	if err != nil {

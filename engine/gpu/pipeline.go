@@ -7,6 +7,7 @@ import (
 
 	"github.com/medlsam-fast/medlsam-fast/engine/eval"
 	"github.com/medlsam-fast/medlsam-fast/engine/localize"
+	"github.com/medlsam-fast/medlsam-fast/engine/segment"
 	kgpu "github.com/medlsam-fast/medlsam-fast/kernels/gpu"
 	"github.com/medlsam-fast/medlsam-fast/trt"
 )
@@ -80,6 +81,25 @@ type Organ struct {
 	Name   string     `json:"name,omitempty"`
 	Box    eval.Box   `json:"box"`
 	Chunks []eval.Box `json:"chunks,omitempty"`
+}
+
+// OrgansOf returns the organs of loc for the pipeline to segment, checked against a grid
+// of shape (segment.ValidateOrgans); a localisation without organs is an error too. The
+// errors name query.
+func OrgansOf(loc *localize.Result, shape [3]int, query string) ([]Organ, error) {
+	seg := segment.FromLocalization(loc)
+	if len(seg) == 0 {
+		return nil, fmt.Errorf("%s: no organ to segment", query)
+	}
+	if err := segment.ValidateOrgans(seg, shape); err != nil {
+		return nil, fmt.Errorf("%w (query %s)", err, query)
+	}
+	organs := make([]Organ, 0, len(seg))
+	for _, o := range seg {
+		organs = append(organs, Organ{Label: o.Label, Name: o.Name, Box: o.Box,
+			Chunks: o.Chunks})
+	}
+	return organs, nil
 }
 
 // Loaded is a query read into pinned memory by Stages.Load.

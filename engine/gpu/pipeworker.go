@@ -90,3 +90,22 @@ func (w *PipelineWorker) closeLocked() error {
 	}
 	return rel()
 }
+
+// RunJobs sends jobs to the worker as one Batch (Do) and returns their Results, one per job
+// in order, and the attempts it took. A job's own failure is its Result's Err; the error is
+// for the batch: the worker failed, or answered nonsense.
+func (s *Supervisor) RunJobs(ctx context.Context, jobs []Job) ([]Result, []Attempt, error) {
+	out, err := s.Do(ctx, Batch{Jobs: jobs})
+	if err != nil {
+		return nil, out.Attempts, err
+	}
+	var res []Result
+	if err := json.Unmarshal(out.Result, &res); err != nil {
+		return nil, out.Attempts, fmt.Errorf("gpu: worker answer: %w", err)
+	}
+	if len(res) != len(jobs) || len(out.Attempts) == 0 {
+		return nil, out.Attempts, fmt.Errorf("gpu: worker answered %d results for %d jobs "+
+			"after %d attempts", len(res), len(jobs), len(out.Attempts))
+	}
+	return res, out.Attempts, nil
+}

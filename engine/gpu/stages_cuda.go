@@ -189,20 +189,12 @@ func (d *DeviceStages) Localise(ctx context.Context, ds DevStream, vol DevMem, l
 	if err != nil {
 		return nil, nil, err
 	}
-	seg := segment.FromLocalization(res)
 	if job.Mask == "" { // localisation only: the boxes go back in res
 		return nil, res, nil
 	}
-	if len(seg) == 0 {
-		return nil, nil, fmt.Errorf("%s: no organ to segment", job.Query)
-	}
-	if err := segment.ValidateOrgans(seg, l.Shape); err != nil {
-		return nil, nil, fmt.Errorf("%w (query %s)", err, job.Query)
-	}
-	var organs []Organ
-	for _, o := range seg {
-		organs = append(organs, Organ{Label: o.Label, Name: o.Name, Box: o.Box,
-			Chunks: o.Chunks})
+	organs, err := OrgansOf(res, l.Shape, job.Query)
+	if err != nil {
+		return nil, nil, err
 	}
 	return organs, res, nil
 }
@@ -419,6 +411,20 @@ func (d *DeviceStages) segmentBatch(s *kgpu.Stream, enc, dec *trt.Context, win,
 	if err != nil {
 		return err
 	}
+	for _, k := range p.Of {
+		if k < 0 || k >= b {
+			return fmt.Errorf("gpu: decoder: slice %d of a batch of %d", k, b)
+		}
+	}
+	of, err := upload("decoder slices", func(h *kgpu.HostBuffer) {
+		v := h.Int32s()
+		for i, k := range p.Of {
+			v[i] = int32(k)
+		}
+	}, 4*masks)
+	if err != nil {
+		return err
+	}
 	logits, err := d.buf("logits", masks*maskBytes)
 	if err != nil {
 		return err
@@ -426,7 +432,7 @@ func (d *DeviceStages) segmentBatch(s *kgpu.Stream, enc, dec *trt.Context, win,
 	chunk := int(d.Decoder.MaxBatch())
 	for lo := 0; lo < masks; lo += chunk {
 		hi := min(lo+chunk, masks)
-		if err := d.decode(s, dec, emb, boxes, logits, b, p.Of, lo, hi, upload); err != nil {
+		if err := d.decode(s, dec, emb, boxes, of, logits, b, lo, hi); err != nil {
 			return err
 		}
 	}
@@ -461,31 +467,20 @@ func (d *DeviceStages) segmentBatch(s *kgpu.Stream, enc, dec *trt.Context, win,
 }
 
 // decode runs the decoder on masks [lo, hi) of a batch of slices encoded into emb: each
-// mask's slice embedding (of[i], below slices) is gathered next to the others (one kernel
-// over the uploaded slice indices), then one decoder call writes their logits.
-func (d *DeviceStages) decode(s *kgpu.Stream, dec *trt.Context, emb, boxes, logits *kgpu.Buffer,
-	slices int, of []int, lo, hi int,
-	upload func(string, func(*kgpu.HostBuffer), int) (*kgpu.Buffer, error)) error {
+// mask's slice embedding (its entry of the uploaded slice indices of, each below slices) is
+// gathered next to the others (one kernel), then one decoder call writes their logits.
+func (d *DeviceStages) decode(s *kgpu.Stream, dec *trt.Context, emb, boxes, of,
+	logits *kgpu.Buffer, slices, lo, hi int) error {
 	n := hi - lo
 	rep, err := d.buf("decoder embeddings", n*embBytes)
 	if err != nil {
 		return err
 	}
-	for _, k := range of[lo:hi] {
-		if k < 0 || k >= slices {
-			return fmt.Errorf("gpu: decoder: slice %d of a batch of %d", k, slices)
-		}
-	}
 	batch, err := emb.View(0, slices*embBytes) // only this batch's embeddings
 	if err != nil {
 		return err
 	}
-	idx, err := upload("decoder slices", func(h *kgpu.HostBuffer) {
-		v := h.Int32s()
-		for i := range n {
-			v[i] = int32(of[lo+i])
-		}
-	}, 4*n)
+	idx, err := of.View(4*lo, 4*n)
 	if err != nil {
 		return err
 	}

@@ -31,11 +31,7 @@ func Write(r *Result, like *nifti.Header, path string, perOrgan bool) (files []s
 	if !perOrgan {
 		return []string{path}, nil
 	}
-	labels := make([]int, len(r.Report.Organs))
-	for n, o := range r.Report.Organs {
-		labels[n] = o.Label
-	}
-	masks, err := WriteOrganMasks(r.Labels, labels, like, path)
+	masks, err := WriteOrganMasks(r.Labels, r.Report.Organs, like, path)
 	if err != nil {
 		os.Remove(path)
 		return nil, err
@@ -43,11 +39,11 @@ func Write(r *Result, like *nifti.Header, path string, perOrgan bool) (files []s
 	return append([]string{path}, masks...), nil
 }
 
-// WriteOrganMasks writes, beside the label map stored at path, one binary mask per label of
-// labels cut from the label map vol (<path without extension>_label<N>.nii.gz, uint8, the
-// geometry of like), and returns their names. On failure it removes those it wrote and
-// returns none.
-func WriteOrganMasks(vol *volume.Volume, labels []int, like *nifti.Header,
+// WriteOrganMasks writes, beside the label map stored at path, one binary mask per organ
+// of organs (a Report's) cut from the label map vol (<path without
+// extension>_label<N>.nii.gz, uint8, the geometry of like), and returns their names. On
+// failure it removes those it wrote and returns none.
+func WriteOrganMasks(vol *volume.Volume, organs []OrganReport, like *nifti.Header,
 	path string) (files []string, err error) {
 	defer func() {
 		if err != nil {
@@ -60,7 +56,8 @@ func WriteOrganMasks(vol *volume.Volume, labels []int, like *nifti.Header,
 	stem := strings.TrimSuffix(strings.TrimSuffix(path, ".gz"), ".nii")
 	m := &volume.Volume{Data: make([]float32, len(vol.Data)), Shape: vol.Shape,
 		Spacing: vol.Spacing, Affine: vol.Affine}
-	for _, label := range labels {
+	for _, o := range organs {
+		label := o.Label
 		want := float32(label)
 		for i, v := range vol.Data {
 			m.Data[i] = 0

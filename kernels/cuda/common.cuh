@@ -157,6 +157,30 @@ static inline int mlk_batch_abort(cudaStream_t s, int rc) {
     return rc;
 }
 
+// mlk_batch runs op, an int() callable that enqueues work on s, between the copies in and
+// out of a batch entry named name: the device set, the copies in, op, the copies out and the
+// wait for them, or, after a failure, the wait that lets the caller reuse its pinned buffers.
+template <typename Op>
+static inline int mlk_batch(int dev, mlk_stream s, const mlk_copy *in, int nin,
+                            const mlk_copy *out, int nout, const char *name, mlk_status *st,
+                            Op op) {
+    int rc = mlk_enter(st, dev, s, name);
+    if (rc != MLK_OK) {
+        return rc;
+    }
+    rc = mlk_copies(st, mlk_cu(s), in, nin, 1);
+    if (rc == MLK_OK) {
+        rc = op();
+    }
+    if (rc == MLK_OK) {
+        rc = mlk_batch_out(st, mlk_cu(s), out, nout);
+    }
+    if (rc != MLK_OK) {
+        return mlk_batch_abort(mlk_cu(s), rc);
+    }
+    return mlk_ok(st);
+}
+
 // mlk_blocks returns the number of blocks of threads covering n items, capped for grid-stride
 // loops.
 static inline unsigned mlk_blocks(size_t n, unsigned threads, unsigned cap) {

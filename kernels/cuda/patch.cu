@@ -90,27 +90,6 @@ int check_extent(mlk_status *st, const char *op, const char *what, int a, int b,
     return MLK_OK;
 }
 
-// batch runs op between the copies in and out of a batch entry.
-template <typename Op>
-int batch(int dev, mlk_stream s, const mlk_copy *in, int nin, const mlk_copy *out, int nout,
-          const char *name, mlk_status *st, Op op) {
-    int rc = mlk_enter(st, dev, s, name);
-    if (rc != MLK_OK) {
-        return rc;
-    }
-    rc = mlk_copies(st, mlk_cu(s), in, nin, 1);
-    if (rc == MLK_OK) {
-        rc = op();
-    }
-    if (rc == MLK_OK) {
-        rc = mlk_batch_out(st, mlk_cu(s), out, nout);
-    }
-    if (rc != MLK_OK) {
-        return mlk_batch_abort(mlk_cu(s), rc);
-    }
-    return mlk_ok(st);
-}
-
 } // namespace
 
 extern "C" int mlk_reorient(int dev, mlk_stream s, uint64_t dst, uint64_t src, int nx, int ny,
@@ -198,7 +177,7 @@ extern "C" int mlk_reorient_batch(int dev, mlk_stream s, const mlk_copy *in, int
                                   const mlk_copy *out_copies, int nout, uint64_t dst,
                                   uint64_t src, int nx, int ny, int nz, const int perm[3],
                                   const int flip[3], mlk_status *st) {
-    return batch(dev, s, in, nin, out_copies, nout, "reorient batch", st, [&] {
+    return mlk_batch(dev, s, in, nin, out_copies, nout, "reorient batch", st, [&] {
         return mlk_reorient(dev, s, dst, src, nx, ny, nz, perm, flip, st);
     });
 }
@@ -207,7 +186,7 @@ extern "C" int mlk_crop_patches_batch(int dev, mlk_stream s, const mlk_copy *in,
                                       const mlk_copy *out_copies, int nout, uint64_t dst,
                                       uint64_t grid, int dz, int dy, int dx, uint64_t centres,
                                       int n, int offset, int edge, mlk_status *st) {
-    return batch(dev, s, in, nin, out_copies, nout, "crop patches batch", st, [&] {
+    return mlk_batch(dev, s, in, nin, out_copies, nout, "crop patches batch", st, [&] {
         return mlk_crop_patches(dev, s, dst, grid, dz, dy, dx, centres, n, offset, edge, st);
     });
 }
@@ -216,7 +195,7 @@ extern "C" int mlk_gather_batch(int dev, mlk_stream s, const mlk_copy *in, int n
                                 const mlk_copy *out_copies, int nout, uint64_t dst,
                                 uint64_t grid, int dz, int dy, int dx, uint64_t points, int n,
                                 int offset, mlk_status *st) {
-    return batch(dev, s, in, nin, out_copies, nout, "gather batch", st, [&] {
+    return mlk_batch(dev, s, in, nin, out_copies, nout, "gather batch", st, [&] {
         return mlk_gather(dev, s, dst, grid, dz, dy, dx, points, n, offset, st);
     });
 }

@@ -174,19 +174,8 @@ extern "C" int mlk_zoom_cubic_batch(int dev, mlk_stream s, const mlk_copy *in, i
                                     int oy, int oz, uint64_t src, int nx, int ny, int nz,
                                     const mlk_zoom_spline *spline, uint64_t ws, size_t ws_bytes,
                                     mlk_status *st) {
-    int rc = mlk_enter(st, dev, s, "zoom cubic batch");
-    if (rc != MLK_OK) {
-        return rc;
-    }
-    rc = mlk_copies(st, mlk_cu(s), in, nin, 1);
-    if (rc == MLK_OK) {
-        rc = mlk_zoom_cubic(dev, s, dst, ox, oy, oz, src, nx, ny, nz, spline, ws, ws_bytes, st);
-    }
-    if (rc == MLK_OK) {
-        rc = mlk_batch_out(st, mlk_cu(s), out_copies, nout);
-    }
-    if (rc != MLK_OK) {
-        return mlk_batch_abort(mlk_cu(s), rc);
-    }
-    return mlk_ok(st);
+    return mlk_batch(dev, s, in, nin, out_copies, nout, "zoom cubic batch", st, [&] {
+        return mlk_zoom_cubic(dev, s, dst, ox, oy, oz, src, nx, ny, nz, spline, ws, ws_bytes,
+                              st);
+    });
 }
